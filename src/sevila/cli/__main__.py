@@ -1,0 +1,5 @@
+import sys
+
+from sevila.cli import main
+
+sys.exit(main())
