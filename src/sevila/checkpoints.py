@@ -3,7 +3,7 @@
 Three sources, one explicit key map each (our names are those of `SeViLA.state_dict()`):
 
 1. **Our format** — a directory with ``config.json`` (a `SeViLAConfig`), ``model.safetensors`` and the tokenizer
-   files: `save_pretrained` / `from_pretrained` (directory or Hugging Face hub id).
+   in ``tokenizer/``: `save_pretrained` / `from_pretrained` (directory or Hugging Face hub id).
 2. **Hugging Face BLIP-2** (``Salesforce/blip2-flan-t5-xl`` or a local directory) — the paper's initialisation:
 
    ======================================  ==========================================================
@@ -128,7 +128,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # pickle/zip errors of a corrupt or non-checkpoint file
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {reason})") from None
     if isinstance(data, Mapping) and "model" in data and isinstance(data["model"], Mapping):
         data = data["model"]
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -295,14 +296,16 @@ def load_converted(model: torch.nn.Module, converted: ConvertedState, source: st
     return report
 
 
-def load_lavis_checkpoint(model, path: str | Path, log: bool = True) -> LoadReport:
-    """Load an original LAVIS-format ``.pth`` (full, partial, branch-only, or EVA ViT-g) into ``model``."""
-    state = read_state_dict(path)
+def load_lavis_checkpoint(model, checkpoint: str | Path | Mapping[str, torch.Tensor], log: bool = True) -> LoadReport:
+    """Load an original LAVIS-format checkpoint (a ``.pth`` path or its state dict: full, partial,
+    branch-only, or EVA ViT-g) into ``model``; tensors it does not cover keep their values."""
+    source = "state dict" if isinstance(checkpoint, Mapping) else str(checkpoint)
+    state = checkpoint if isinstance(checkpoint, Mapping) else read_state_dict(checkpoint)
     converted = convert_lavis_state_dict(state, model.config.vision.num_hidden_layers)
-    report = load_converted(model, converted, str(path))
+    report = load_converted(model, converted, source)
     if not report.loaded:
         raise CheckpointError(
-            f"{path}: none of its {len(state)} tensors is a SeViLA/BLIP-2 weight in LAVIS naming "
+            f"{source}: none of its {len(state)} tensors is a SeViLA/BLIP-2 weight in LAVIS naming "
             f"(first keys: {list(state)[:3]}); is this the right checkpoint?"
         )
     if log:
@@ -402,8 +405,18 @@ def config_from_blip2(blip2: Mapping, tokenizer_name: str = BLIP2_HUB_ID) -> SeV
     return SeViLAConfig(vision=vision, qformer=qformer, language_model=language, tokenizer_name=tokenizer_name)
 
 
-def _has_tokenizer(directory: Path) -> bool:
-    return any((directory / n).is_file() for n in ("tokenizer.json", "spiece.model", "tokenizer_config.json"))
+TOKENIZER_DIR = "tokenizer"
+
+
+def _tokenizer_for(directory: Path, config: SeViLAConfig):
+    """The tokenizer saved with a model (our ``tokenizer/`` folder or a transformers directory's top
+    level), else the one the config names."""
+    from sevila.model.text import load_tokenizer
+
+    for candidate in (directory / TOKENIZER_DIR, directory):
+        if any((candidate / n).is_file() for n in ("tokenizer.json", "spiece.model", "tokenizer_config.json")):
+            return load_tokenizer(candidate)
+    return load_tokenizer(config.tokenizer_name)
 
 
 def _build(config: SeViLAConfig, tokenizer, device: torch.device | str | None):
@@ -412,9 +425,11 @@ def _build(config: SeViLAConfig, tokenizer, device: torch.device | str | None):
     from sevila.model.sevila import tie_input_embeddings
 
     with torch.device("meta"):
-        model = SeViLA(config, tokenizer=tokenizer)
+        model = SeViLA(config)
     model.to_empty(device=device or "cpu")
     tie_input_embeddings(model.language_model)
+    if tokenizer is not None:  # after leaving the meta device: the tokenizer makes tensors of its own
+        model.set_tokenizer(tokenizer)
     return model
 
 
@@ -428,12 +443,9 @@ def _require_complete(report: LoadReport) -> None:
 
 def from_blip2(name_or_path: str | Path = BLIP2_HUB_ID, device=None, precision=None, log: bool = True):
     """SeViLA initialised from a transformers BLIP-2 (hub id or directory): the Q-Former in both branches."""
-    from sevila.model.text import load_tokenizer
-
     directory = resolve_directory(name_or_path, ["*.json", "*.safetensors", "*.model", "*.txt"])
     config = config_from_blip2(_read_json(directory / CONFIG_NAME), tokenizer_name=str(name_or_path))
-    tokenizer = load_tokenizer(str(directory)) if _has_tokenizer(directory) else load_tokenizer(config.tokenizer_name)
-    model = _build(config, tokenizer, device)
+    model = _build(config, _tokenizer_for(directory, config), device)
     report = load_converted(model, convert_blip2_state_dict(_read_directory_weights(directory)), str(directory))
     _require_complete(report)
     if log:
@@ -443,8 +455,6 @@ def from_blip2(name_or_path: str | Path = BLIP2_HUB_ID, device=None, precision=N
 
 def from_pretrained(name_or_path: str | Path, device=None, precision=None):
     """Our format (directory or hub id); a BLIP-2 directory or hub id is accepted too (see `from_blip2`)."""
-    from sevila.model.text import load_tokenizer
-
     directory = resolve_directory(name_or_path)
     raw = _read_json(directory / CONFIG_NAME)
     if raw.get("model_type") == "blip-2":
@@ -453,9 +463,8 @@ def from_pretrained(name_or_path: str | Path, device=None, precision=None):
         config = SeViLAConfig.from_dict(raw)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{directory / CONFIG_NAME}: {err}") from None
-    tokenizer = load_tokenizer(str(directory)) if _has_tokenizer(directory) else load_tokenizer(config.tokenizer_name)
     weights = directory / WEIGHTS_NAME
-    model = _build(config, tokenizer, device)
+    model = _build(config, _tokenizer_for(directory, config), device)
     report = load_converted(model, ConvertedState(read_state_dict(weights), [], []), str(weights))
     _require_complete(report)
     if report.unexpected:
@@ -486,7 +495,8 @@ def save_pretrained(model, directory: str | Path) -> None:
     _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(model.config.to_json(), encoding="utf-8"))
     if model.tokenizer is not None:
-        model.tokenizer.save_pretrained(str(directory))
+        # In its own folder: transformers' AutoTokenizer would otherwise read our config.json as its own.
+        model.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
 
 
 def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
@@ -517,13 +527,15 @@ def convert_original_checkpoint(
     from sevila.model.precision import Precision
     from sevila.model.text import load_tokenizer
 
+    if base is None and config is None:
+        raise ValueError("converting without --base needs a config (a preset name or a config.json)")
+    state = read_state_dict(checkpoint)  # fail on a bad file before fetching anything else
     if base is not None:
         model = from_blip2(base, precision=Precision())
     else:
-        if config is None:
-            raise ValueError("converting without --base needs a config (a preset name or a config.json)")
         model = _build(config, load_tokenizer(tokenizer or config.tokenizer_name), None)
-    report = load_lavis_checkpoint(model, checkpoint)
+    report = load_lavis_checkpoint(model, state)
+    report.source = str(checkpoint)
     if base is None:
         _require_complete(report)
     save_pretrained(model, output_dir)

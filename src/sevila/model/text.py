@@ -21,7 +21,11 @@ def load_tokenizer(name_or_path: str):
     """A T5 tokenizer from a Hugging Face hub id or a local directory."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(str(name_or_path))
+    except (OSError, ValueError) as err:  # not found locally, no network, not a tokenizer directory
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"could not load a tokenizer from {name_or_path}: {first_line}") from None
 
 
 def single_token_id(tokenizer, word: str) -> int:
