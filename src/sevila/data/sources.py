@@ -1,0 +1,226 @@
+"""Reading raw annotation files with errors that say where: file, line (or record index) and field.
+
+Every reader here yields `Row`s: a mapping plus its position in the file. A `Row` hands out typed fields
+and turns any problem into a `DataError` whose message names the file, the position and the field, so a
+malformed release file is fixed in one look instead of a debugging session.
+
+No torch here: converters and the record I/O depend on this module.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+class DataError(ValueError):
+    """Malformed annotation input. The message reads ``FILE, line N, field 'x': problem``."""
+
+    def __init__(self, source: str | os.PathLike[str], position: str | None, field: str | None, problem: str):
+        self.source = str(source)
+        self.position = position
+        self.field = field
+        self.problem = problem
+        parts = [self.source]
+        if position:
+            parts.append(position)
+        if field:
+            parts.append(f"field {field!r}")
+        super().__init__(", ".join(parts) + ": " + problem)
+
+
+def line_position(line: int) -> str:
+    """Position of a row in a line-based file (1-based, as editors count)."""
+    return f"line {line}"
+
+
+def index_position(index: int) -> str:
+    """Position of an element of a JSON array (0-based, as Python indexes)."""
+    return f"record [{index}]"
+
+
+class Row:
+    """One raw record and where it came from; typed accessors raise `DataError` naming the field."""
+
+    def __init__(self, data: Mapping[str, Any], source: str | os.PathLike[str], position: str):
+        self.data = data
+        self.source = str(source)
+        self.position = position
+
+    def error(self, field: str | None, problem: str) -> DataError:
+        return DataError(self.source, self.position, field, problem)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def raw(self, key: str) -> Any:
+        if key not in self.data:
+            raise self.error(key, "missing")
+        return self.data[key]
+
+    def str(self, key: str, *, allow_empty: bool = False) -> str:
+        value = self.raw(key)
+        if not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {_show(value)}")
+        if not allow_empty and not value.strip():
+            raise self.error(key, "is empty")
+        return value
+
+    def int(self, key: str, *, low: int | None = None, high: int | None = None, from_text: bool = False) -> int:
+        """An integer field; with `from_text`, digit strings too (CSV cells, TVQA+'s string answer_idx)."""
+        value = self.raw(key)
+        if from_text and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"expected an integer, got {_show(value)}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise self.error(key, f"{value} is outside {low}..{high}")
+        return value
+
+    def number(self, key: str) -> int | float:
+        """A finite JSON number, returned as written (an int stays an int)."""
+        return self.check_number(key, self.raw(key))
+
+    def check_number(self, field: str, value: Any) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(field, f"expected a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise self.error(field, f"expected a finite number, got {value}")
+        return value
+
+    def span(self, field: str, value: Any) -> tuple[int | float, int | float]:
+        """A ``[start, end]`` pair of numbers with ``start <= end``."""
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise self.error(field, f"expected [start, end], got {_show(value)}")
+        start, end = (self.check_number(field, v) for v in value)
+        if start > end:
+            raise self.error(field, f"start {start} is after end {end}")
+        return start, end
+
+    def list(self, key: str) -> list[Any]:
+        value = self.raw(key)
+        if not isinstance(value, list):
+            raise self.error(key, f"expected a list, got {_show(value)}")
+        return value
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, type(None))) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_float(row: Row, field: str, text: str) -> float:
+    """A number written as a string (CSV cell, ``"s-e"`` timestamp part)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise row.error(field, f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise row.error(field, f"{text!r} is not a finite number")
+    return value
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Row]:
+    """Rows of a JSON-lines file; blank lines are ignored and a missing final newline is fine."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as err:
+                problem = f"invalid JSON: {err.msg} (column {err.colno})"
+                raise DataError(path, line_position(number), None, problem) from None
+            if not isinstance(data, dict):
+                raise DataError(path, line_position(number), None, f"expected a JSON object, got {_show(data)}")
+            yield Row(data, path, line_position(number))
+
+
+def load_json(path: str | os.PathLike[str]) -> Any:
+    """A whole-file JSON document; a syntax error is reported with its line."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        problem = f"invalid JSON: {err.msg} (column {err.colno})"
+        raise DataError(path, line_position(err.lineno), None, problem) from None
+
+
+def json_array_rows(path: str | os.PathLike[str], data: Any) -> Iterator[Row]:
+    """Rows of a JSON document that must be an array of objects."""
+    if not isinstance(data, list):
+        raise DataError(path, None, None, f"expected a JSON array of records, got {type(data).__name__}")
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise DataError(path, index_position(index), None, f"expected a JSON object, got {_show(item)}")
+        yield Row(item, path, index_position(index))
+
+
+def json_object(path: str | os.PathLike[str], data: Any, what: str) -> dict[str, Any]:
+    """A JSON document that must be an object (video maps, grounding files)."""
+    if not isinstance(data, dict):
+        raise DataError(path, None, None, f"expected a JSON object ({what}), got {type(data).__name__}")
+    return data
+
+
+def read_csv(
+    path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, required: Sequence[str] = ()
+) -> Iterator[Row]:
+    """Rows of a CSV file keyed by its header, or by `columns` for a headerless file.
+
+    `required` header columns are checked first, so a file of the wrong dataset (NExT-GQA's csv given as
+    NExT-QA) fails on the missing column instead of on row 1. Quoted fields and both ``\\n`` and ``\\r\\n``
+    line endings are handled by the csv module; a row's position is the line it starts on.
+    """
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        if columns is None:
+            header = next(reader, None)
+            if header is None:
+                raise DataError(path, line_position(1), None, "empty file: expected a header row")
+            for column in required:
+                if column not in header:
+                    raise DataError(path, line_position(1), column, "missing column in the header")
+            columns = header
+        start = reader.line_num + 1
+        for cells in reader:
+            position = line_position(start)
+            start = reader.line_num + 1
+            if not cells:
+                continue
+            if len(cells) != len(columns):
+                raise DataError(path, position, None, f"expected {len(columns)} columns, got {len(cells)}")
+            yield Row(dict(zip(columns, cells)), path, position)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write through a temporary file in the same folder and rename it over `path`.
+
+    A crash or an error part-way never leaves a truncated annotation file behind for a later run to read.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual mode
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
