@@ -540,3 +540,15 @@ def convert_original_checkpoint(
         _require_complete(report)
     save_pretrained(model, output_dir)
     return report
+
+
+# Models known by a short name (resolved to a directory); e.g. a demo model shipped with the package.
+NAMED_MODELS: dict[str, Callable[[], Path]] = {}
+
+
+def load_model(name_or_path: str | Path, device=None, precision=None):
+    """A model by short name (`NAMED_MODELS`), directory or hub id, ready for inference."""
+    name = str(name_or_path)
+    if name in NAMED_MODELS:
+        name_or_path = NAMED_MODELS[name]()
+    return from_pretrained(name_or_path, device=device, precision=precision)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sevila import prompts
+from sevila.data.paths import VideoPath, video_file
 from sevila.data.records import MomentRecord, Record, read_records
 from sevila.data.targets import answer_text, frame_labels, record_prompts
 from sevila.video import VideoError, load_video
@@ -31,7 +32,6 @@ from sevila.video.transforms import normalize, train_augment
 logger = logging.getLogger(__name__)
 
 Item = dict[str, Any]
-VideoPath = str | Callable[[Record], "str | os.PathLike[str]"]
 
 
 @dataclass(frozen=True)
@@ -95,11 +95,7 @@ class VideoRecordDataset(Dataset):
 
     def video_path(self, record: Record) -> str:
         """The file of a record: ``os.path.join(video_root, rule(record))``."""
-        rule = self.video_path_rule
-        name = (
-            rule(record) if callable(rule) else rule.format(video=record.video, qid=record.qid, dataset=record.dataset)
-        )
-        return os.path.join(self.video_root, os.fspath(name))
+        return video_file(record, self.video_root, self.video_path_rule)
 
     def __getitem__(self, index: int) -> Item | None:
         """One item, or None for an unreadable video with ``on_error="skip"``.

@@ -1,0 +1,58 @@
+"""`sevila answer VIDEO -q QUESTION -o OPTION ...`: answer one question about one video."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sevila.cli.common import add_model_arguments, load_videoqa
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "answer",
+        help="answer a multiple-choice question about a video",
+        description="Sample frames, let the localizer pick keyframes, and let the answerer choose an option.",
+    )
+    parser.add_argument("video", help="video file")
+    parser.add_argument("-q", "--question", required=True, help="the question")
+    parser.add_argument("-o", "--option", dest="options", action="append", required=True,
+                        help="one answer option (repeat for each, 2 to 5)")
+    add_model_arguments(parser)
+    parser.add_argument("--clip", nargs=2, type=float, metavar=("START", "END"), help="only this window (seconds)")
+    parser.add_argument("--uniform", action="store_true",
+                        help="no localizer: the answerer sees all --frames frames (the paper's baseline)")
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    qa = load_videoqa(args)
+    answer = qa.predict(
+        args.video, args.question, args.options, clip=tuple(args.clip) if args.clip else None,
+        use_localizer=not args.uniform,
+    )
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2))
+        return 0
+    print(f"Answer: ({answer.letter}) {answer.text}")
+    scores = ", ".join(f"{letter}={score:.2f}" for letter, score in zip(qa.model.config.option_letters, answer.option_scores))
+    print(f"Option scores: {scores}")
+    print("Keyframes: " + ", ".join(f"{t:.2f}s" for t in answer.keyframe_times))
+    if answer.frame_scores is not None:
+        print(frame_score_strip(answer.frame_scores, answer.frame_times, answer.keyframes))
+    return 0
+
+
+def frame_score_strip(scores: list[float], times: list[float], keyframes: list[int]) -> str:
+    """A compact view of the localizer's scores over time: one bar per frame, keyframes marked with ^."""
+    low, high = min(scores), max(scores)
+    span = (high - low) or 1.0
+    bars = "".join(BLOCKS[min(len(BLOCKS) - 1, int((s - low) / span * len(BLOCKS)))] for s in scores)
+    marks = "".join("^" if i in keyframes else " " for i in range(len(scores)))
+    return (
+        f"Frame scores ({times[0]:.1f}s .. {times[-1]:.1f}s, {len(scores)} frames, yes-logit {low:.2f} .. {high:.2f}):\n"
+        f"  {bars}\n  {marks.rstrip()}"
+    )

@@ -1,0 +1,30 @@
+"""Arguments shared by the commands that run a model."""
+
+from __future__ import annotations
+
+import argparse
+
+from sevila.features import CACHE_ENV
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model directory, Hugging Face hub id or model name")
+    parser.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's, 32)")
+    parser.add_argument("--keyframes", type=int, default=None, help="keyframes for the answerer (default: 4)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--backend", default="pyav", choices=("pyav", "decord", "torchcodec"), help="video decoder")
+    parser.add_argument("--prompt-style", default="nextqa",
+                        help="prompt wording: nextqa (multiple choice, default), vlep or demo")
+    parser.add_argument("--cache-dir", default=None, help=f"feature cache folder (default: ${CACHE_ENV} or ~/.cache/sevila/features)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+
+
+def load_videoqa(args: argparse.Namespace):
+    from sevila.features import FeatureCache
+    from sevila.inference import VideoQA
+
+    cache = None if args.no_cache else FeatureCache(args.cache_dir)
+    return VideoQA.load(
+        args.model, device=args.device, cache=cache or False, num_frames=args.frames,
+        num_keyframes=args.keyframes, backend=args.backend, prompt_style=args.prompt_style,
+    )
