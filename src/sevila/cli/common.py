@@ -7,14 +7,17 @@ import argparse
 from sevila.features import CACHE_ENV
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, prompt_style: bool = True) -> None:
+    """Model, sampling, device, decoder and cache options; ``prompt_style`` only where the command builds
+    prompts from free text (eval uses each record's dataset wording)."""
     parser.add_argument("--model", required=True, help="model directory, Hugging Face hub id or model name")
     parser.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's, 32)")
     parser.add_argument("--keyframes", type=int, default=None, help="keyframes for the answerer (default: 4)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--backend", default="pyav", choices=("pyav", "decord", "torchcodec"), help="video decoder")
-    parser.add_argument("--prompt-style", default="nextqa",
-                        help="prompt wording: nextqa (multiple choice, default), vlep or demo")
+    if prompt_style:
+        parser.add_argument("--prompt-style", default="nextqa",
+                            help="prompt wording: nextqa (multiple choice, default), vlep or demo")
     parser.add_argument("--cache-dir", default=None, help=f"feature cache folder (default: ${CACHE_ENV} or ~/.cache/sevila/features)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
 
@@ -26,5 +29,5 @@ def load_videoqa(args: argparse.Namespace):
     cache = None if args.no_cache else FeatureCache(args.cache_dir)
     return VideoQA.load(
         args.model, device=args.device, cache=cache or False, num_frames=args.frames,
-        num_keyframes=args.keyframes, backend=args.backend, prompt_style=args.prompt_style,
+        num_keyframes=args.keyframes, backend=args.backend, prompt_style=getattr(args, "prompt_style", "nextqa"),
     )

@@ -108,10 +108,12 @@ def build_word_tokenizer(words: Sequence[str], extra_pieces: Sequence[str] = ())
     pieces: list[str] = []
     seen = set(specials)
     for word in [*words, *extra_pieces]:
-        piece = word if word.startswith("▁") else "▁" + word
-        if piece not in seen:
-            seen.add(piece)
-            pieces.append(piece)
+        bare = word.removeprefix("▁")
+        # "▁word" starts a word; the bare form serves after attached punctuation, e.g. "(" + "blue".
+        for piece in ("▁" + bare, bare):
+            if piece not in seen:
+                seen.add(piece)
+                pieces.append(piece)
     characters = sorted(
         {ch for piece in pieces for ch in piece}
         | set(string.ascii_letters + string.digits + string.punctuation)
@@ -121,8 +123,14 @@ def build_word_tokenizer(words: Sequence[str], extra_pieces: Sequence[str] = ())
             if piece not in seen:
                 seen.add(piece)
                 pieces.append(piece)
-    # Whole words score higher than character fall-backs so the Unigram model prefers them.
-    vocab = [(s, 0.0) for s in specials] + [(p, -1.0 if len(p) > 2 else -10.0) for p in pieces]
+    # Whole words score higher than character fall-backs so the Unigram model prefers them, and a word-start
+    # piece higher than its bare form.
+    def score(piece: str) -> float:
+        if len(piece.removeprefix("▁")) <= 1:
+            return -10.0
+        return -1.0 if piece.startswith("▁") else -2.0
+
+    vocab = [(s, 0.0) for s in specials] + [(p, score(p)) for p in pieces]
     model = models.Unigram(vocab, unk_id=2, byte_fallback=False)
     backend = Tokenizer(model)
     # Same pipeline as T5's converted sentencepiece tokenizer: collapse repeated spaces, split on

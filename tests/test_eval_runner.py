@@ -1,0 +1,102 @@
+"""`sevila eval`'s runner: batched, resumable, shardable, failures recorded rather than substituted."""
+
+import json
+
+import pytest
+
+from sevila.data import QARecord, write_records
+from sevila.evaluate.predictions import read_predictions
+from sevila.evaluate.runner import Shard, evaluate, shard_path
+from sevila.video.synthetic import write_video
+from tiny import OPTIONS, QUESTION, tiny_model
+
+KEYS = {"qid", "prediction", "letter", "option_scores", "keyframes", "keyframe_times", "frame_scores", "frame_times"}
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    root = tmp_path_factory.mktemp("split")
+    (root / "videos").mkdir()
+    write_video(root / "videos" / "v1.mp4", num_frames=30, fps=10)
+    write_video(root / "videos" / "v2.mp4", num_frames=24, fps=8)
+    records = []
+    for i in range(7):
+        video = ["v1", "v2", "missing"][i % 3]
+        options = OPTIONS[: 4 + i % 2]
+        records.append(QARecord(qid=f"CW_{video}_{i}", video=video, dataset="nextqa", question=f"{QUESTION} {i}",
+                                options=options, answer=i % len(options), question_type="CW"))
+    write_records(root / "qa.jsonl", records)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(seed=2)
+
+
+def run(model, split, output, **kwargs):
+    return evaluate(model, split / "qa.jsonl", split / "videos", output, num_frames=6, num_keyframes=2,
+                    progress=False, **kwargs)
+
+
+def test_rows_in_annotation_order_with_failures_recorded(model, split, tmp_path):
+    result = run(model, split, tmp_path / "pred.jsonl", batch_size=3)
+    rows = read_predictions(tmp_path / "pred.jsonl")
+    assert [r["qid"] for r in rows] == [f"CW_{['v1', 'v2', 'missing'][i % 3]}_{i}" for i in range(7)]
+    assert (result.answered, result.failed, result.resumed) == (5, 2, 0)
+    for row in rows:
+        if "missing" in row["qid"]:
+            assert set(row) == {"qid", "error"} and "missing.mp4" in row["error"]
+        else:
+            assert KEYS <= set(row) and len(row["frame_scores"]) == 6 and len(row["keyframes"]) == 2
+            assert row["letter"] == "ABCDE"[row["prediction"]]
+
+
+def test_batch_size_does_not_change_results(model, split, tmp_path):
+    run(model, split, tmp_path / "a.jsonl", batch_size=1)
+    run(model, split, tmp_path / "b.jsonl", batch_size=7)
+    for a, b in zip(read_predictions(tmp_path / "a.jsonl"), read_predictions(tmp_path / "b.jsonl")):
+        assert a.get("prediction") == b.get("prediction") and a.get("keyframes") == b.get("keyframes")
+        assert a.get("option_scores") == pytest.approx(b.get("option_scores"), abs=1e-4) if "error" not in a else True
+
+
+def test_an_interrupted_run_resumes_without_loss_or_duplicates(model, split, tmp_path):
+    full = tmp_path / "full.jsonl"
+    run(model, split, full, batch_size=2)
+    lines = full.read_text().splitlines(keepends=True)
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("".join(lines[:3]) + lines[3][:25])  # killed while writing the fourth row
+    result = run(model, split, partial, batch_size=2)
+    assert result.resumed == 3 and result.answered + result.failed == 4
+    assert read_predictions(partial) == read_predictions(full)
+    again = run(model, split, partial, batch_size=2)
+    assert (again.answered, again.failed, again.resumed) == (0, 0, 7)
+
+
+def test_shards_merge_into_the_single_process_output(model, split, tmp_path):
+    single = tmp_path / "single.jsonl"
+    run(model, split, single, batch_size=4, compute_metrics=lambda rows, records: {"rows": len(rows)})
+    merged = tmp_path / "merged.jsonl"
+    run(model, split, merged, batch_size=4, shard=Shard(1, 2))  # without a process group the barrier is a no-op
+    assert shard_path(merged, Shard(1, 2)).is_file() and not merged.exists()
+    result = run(model, split, merged, batch_size=4, shard=Shard(0, 2),
+                 compute_metrics=lambda rows, records: {"rows": len(rows), "records": len(records)})
+    assert result.metrics == {"rows": 7, "records": 7}
+    assert not shard_path(merged, Shard(0, 2)).exists() and not shard_path(merged, Shard(1, 2)).exists()
+    assert [r["qid"] for r in read_predictions(merged)] == [r["qid"] for r in read_predictions(single)]
+    for a, b in zip(read_predictions(merged), read_predictions(single)):
+        assert a.get("prediction") == b.get("prediction")
+
+
+def test_bad_inputs_are_named(model, split, tmp_path):
+    write_records(tmp_path / "dup.jsonl", [
+        QARecord(qid="CW_x_1", video="v1", dataset="nextqa", question="q?", options=["a", "b"], answer=0),
+        QARecord(qid="CW_x_1", video="v2", dataset="nextqa", question="q?", options=["a", "b"], answer=1),
+    ])
+    with pytest.raises(ValueError, match=r"dup.jsonl, line 2, field 'qid': 'CW_x_1' repeats"):
+        evaluate(model, tmp_path / "dup.jsonl", split / "videos", tmp_path / "o.jsonl", progress=False)
+    (tmp_path / "broken.jsonl").write_text('{"qid": "a", "prediction": 1}\n{not json\n')
+    with pytest.raises(ValueError, match=r"broken.jsonl, line 2: not valid JSON"):
+        read_predictions(tmp_path / "broken.jsonl")
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        run(model, split, tmp_path / "o.jsonl", batch_size=0)
