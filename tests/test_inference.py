@@ -64,6 +64,9 @@ def test_bad_questions_and_videos_get_clear_errors(video, tmp_path):
         qa.predict(video, "", OPTIONS[:2])
     with pytest.raises(VideoError, match="missing.mp4"):
         qa.predict(tmp_path / "missing.mp4", QUESTION, OPTIONS[:2])
+    qa.cache = FeatureCache(tmp_path / "cache")
+    with pytest.raises(VideoError, match="missing.mp4.*file not found"):
+        qa.predict(tmp_path / "missing.mp4", QUESTION, OPTIONS[:2])
 
 
 def test_cache_reuses_features_and_invalidates_on_any_change(video, tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from sevila.model import FrameFeatures, SeViLA
-from sevila.video import load_video, normalize
+from sevila.video import VideoError, load_video, normalize
 
 CACHE_ENV = "SEVILA_CACHE_DIR"
 _FORMAT_VERSION = "1"
@@ -176,7 +176,11 @@ def encode_video(
     if cache is not None:
         sampling = {"num_frames": num_frames, "clip": list(clip) if clip else None, "image_size": image_size,
                     "backend": backend, "rule": "uniform"}
-        key = cache.key(file_fingerprint(path), sampling, model_fingerprint(model))
+        try:
+            video_hash = file_fingerprint(path)
+        except OSError as err:  # missing or unreadable: the same error the decoder would give
+            raise VideoError(path, "file not found" if isinstance(err, FileNotFoundError) else str(err)) from None
+        key = cache.key(video_hash, sampling, model_fingerprint(model))
         hit = cache.get(key, device=model.device)
         if hit is not None:
             return hit

@@ -1,0 +1,57 @@
+"""`sevila eval --model M --annotations A.jsonl --videos DIR --output PRED.jsonl`: answer a whole split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from sevila.cli.common import add_model_arguments, load_videoqa
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="answer every question of an annotation file and compute the dataset's metrics",
+        description=(
+            "Batched, resumable (questions already in --output are skipped) and shardable "
+            "(torchrun --nproc_per_node=N -m sevila.cli eval ...: each rank answers its share, rank 0 merges). "
+            "Writes one JSON line per question and <output>.metrics.json."
+        ),
+    )
+    add_model_arguments(parser, prompt_style=False)
+    parser.add_argument("--annotations", required=True, type=Path, help="records JSONL (see `sevila prepare`)")
+    parser.add_argument("--videos", required=True, type=Path, help="folder the records' videos are in")
+    parser.add_argument("--output", required=True, type=Path, help="predictions JSONL (appended to when resuming)")
+    parser.add_argument("--video-path", default="{video}.mp4",
+                        help="file name of a record's video below --videos, over {video}, {qid}, {dataset}")
+    parser.add_argument("--batch-size", type=int, default=8, help="questions per batch (default 8)")
+    parser.add_argument("--uniform", action="store_true", help="no localizer: the answerer sees all --frames frames")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from sevila.evaluate.summary import split_metrics
+    from sevila.evaluate.runner import Shard, evaluate
+
+    shard = Shard.from_environment()
+    if shard.world_size > 1 and args.device is None and torch.cuda.is_available():
+        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # one GPU per rank
+    qa = load_videoqa(args)
+    result = evaluate(
+        qa.model, args.annotations, args.videos, args.output,
+        num_frames=qa.num_frames, num_keyframes=qa.num_keyframes, batch_size=args.batch_size,
+        use_localizer=not args.uniform, video_path=args.video_path, backend=args.backend, cache=qa.cache,
+        shard=shard, compute_metrics=split_metrics, progress=not args.no_progress,
+    )
+    print(f"answered {result.answered}, failed {result.failed}, already done {result.resumed}", file=sys.stderr)
+    if result.metrics is not None:
+        metrics_path = args.output.with_name(args.output.name + ".metrics.json")
+        metrics_path.write_text(json.dumps(result.metrics, indent=2, sort_keys=True) + "\n")
+        print(json.dumps(result.metrics, indent=2, sort_keys=True))
+    return 0

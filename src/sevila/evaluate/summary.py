@@ -1,0 +1,39 @@
+"""The metrics `sevila eval` reports for a split: QA accuracy, plus grounding when the records carry it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sevila.data.records import QARecord
+from sevila.evaluate.metrics import GroundedPrediction, GroundedQuestion, keyframe_span, nextgqa_metrics, qa_metrics
+from sevila.evaluate.metrics.qa import prediction_from_dict
+
+
+def split_metrics(rows: Sequence[dict[str, Any]], records: Sequence[QARecord]) -> dict[str, Any]:
+    """QA accuracy (overall, per type, the dataset's groups); for records with grounding windows (NExT-GQA,
+    the synthetic world) also the grounded-QA metrics of the keyframes' time span. An unlabeled split
+    (test sets without answers) gets counts only."""
+    if any(r.answer is None for r in records):
+        failed = sum("error" in row for row in rows)
+        return {"num_questions": len(records), "num_predicted": len(rows) - failed, "num_failed": failed,
+                "note": "the split has unlabeled questions: no accuracy"}
+    metrics = qa_metrics(rows, records)
+    if all(r.extra.get("grounding_windows") and "duration" in r.extra for r in records):
+        questions = [
+            GroundedQuestion(r.qid, tuple((float(s), float(e)) for s, e in r.extra["grounding_windows"]),
+                             float(r.extra["duration"]), r.answer)
+            for r in records
+        ]
+        duration = {r.qid: float(r.extra["duration"]) for r in records}
+        answers = {r.qid: r.answer for r in records}
+        predictions = []
+        for i, row in enumerate(rows):
+            parsed = prediction_from_dict(row, "<predictions>", f"row {i + 1}")
+            if parsed.failed or not parsed.keyframe_times:
+                predictions.append(GroundedPrediction(parsed.qid, False, None, failed=parsed.failed))
+            else:
+                span = keyframe_span(parsed.keyframe_times, duration=duration[parsed.qid])
+                predictions.append(GroundedPrediction(parsed.qid, parsed.prediction == answers[parsed.qid], span))
+        metrics["grounding"] = nextgqa_metrics(questions, predictions)
+    return metrics

@@ -1,0 +1,161 @@
+"""One recipe per training stage: what trains, on which records, with which loss, judged by which metric.
+
+=====================  ==========  =========  ==============================================  ======================
+stage                  branch      records    loss (`SeViLA` method)                          validation metric
+=====================  ==========  =========  ==============================================  ======================
+pretrain-localizer     localizer   moments    ``pretrain_localizer_loss`` (per-frame yes/no   frame yes/no accuracy
+                                              labels from the relevant windows)
+finetune-answerer      answerer    QA         ``answerer_loss_with_localizer`` (the frozen    QA accuracy of chained
+                                              localizer picks the keyframes); with            inference (uniform
+                                              ``uniform_frames``: ``answerer_loss_uniform``   frames: no localizer)
+refine-localizer       localizer   QA         ``refine_localizer_loss`` (pseudo-labels from   QA accuracy of chained
+                                              the frozen answerer)                            inference
+=====================  ==========  =========  ==============================================  ======================
+
+The refined localizer is selected by downstream QA accuracy, as the original does (it has no localization
+metric for QA datasets). A batch is the `sevila.data.collate` dict plus ``num_options`` per item.
+`StageModel` is what the loop (and DDP) runs forward: the recipe's loss of one batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from sevila.data.records import MomentRecord, QARecord
+from sevila.model import SeViLA
+from sevila.train.config import TrainConfig
+from sevila.train.data import shared_option_count, split_by_options
+
+Batch = dict[str, Any]
+
+
+@dataclass
+class Recipe:
+    """A stage. ``num_keyframes`` and ``uniform_frames`` are the only options the losses and metrics read."""
+
+    num_keyframes: int = 4
+    uniform_frames: bool = False
+
+    stage: ClassVar[str]
+    branch: ClassVar[str]  # the one trainable branch
+    record_type: ClassVar[type]
+    metric: ClassVar[str]  # name of the validation metric in the logs
+
+    def loss(self, model: SeViLA, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, model: SeViLA, batch: Batch) -> tuple[int, int]:
+        """(correct, total) of the validation metric on one batch; call without gradients."""
+        raise NotImplementedError
+
+
+class PretrainLocalizer(Recipe):
+    stage = "pretrain-localizer"
+    branch = "localizer"
+    record_type = MomentRecord
+    metric = "val_frame_accuracy"
+
+    def loss(self, model: SeViLA, batch: Batch) -> torch.Tensor:
+        return model.pretrain_localizer_loss(batch["frames"], batch["loc_prompt"], batch["frame_labels"]).loss
+
+    def score(self, model: SeViLA, batch: Batch) -> tuple[int, int]:
+        """A frame is predicted "yes" when its yes logit beats its no logit (the original's moment task)."""
+        features = model.encode_frames(batch["frames"])
+        logits = model.frame_scores(features.localizer, batch["loc_prompt"], with_no=True)
+        predicted = (logits[..., 0] > logits[..., 1]).cpu()
+        labels = batch["frame_labels"]
+        return int((predicted == labels).sum()), labels.numel()
+
+
+class QARecipe(Recipe):
+    """The two stages trained on multiple-choice records and judged by chained-inference QA accuracy."""
+
+    record_type = QARecord
+    metric = "val_qa_accuracy"
+
+    def score(self, model: SeViLA, batch: Batch) -> tuple[int, int]:
+        correct = total = 0
+        for part in split_by_options(batch):
+            out = model.predict(
+                part["frames"],
+                part["qa_prompt"],
+                shared_option_count(part),
+                loc_prompts=part["loc_prompt"],
+                num_keyframes=self.num_keyframes,
+                use_localizer=not self.uniform_frames,
+            )
+            correct += int((out.prediction.cpu() == part["answer"]).sum())
+            total += len(part["answer"])
+        return correct, total
+
+
+class FinetuneAnswerer(QARecipe):
+    stage = "finetune-answerer"
+    branch = "answerer"
+
+    def loss(self, model: SeViLA, batch: Batch) -> torch.Tensor:
+        options = shared_option_count(batch)
+        if self.uniform_frames:
+            return model.answerer_loss_uniform(batch["frames"], batch["qa_prompt"], batch["answer"], options).loss
+        return model.answerer_loss_with_localizer(
+            batch["frames"], batch["qa_prompt"], batch["loc_prompt"], batch["answer"], options,
+            num_keyframes=self.num_keyframes,
+        ).loss
+
+
+class RefineLocalizer(QARecipe):
+    stage = "refine-localizer"
+    branch = "localizer"
+
+    def loss(self, model: SeViLA, batch: Batch) -> torch.Tensor:
+        return model.refine_localizer_loss(
+            batch["frames"], batch["qa_prompt"], batch["loc_prompt"], batch["answer"], shared_option_count(batch)
+        ).loss
+
+
+RECIPES: dict[str, type[Recipe]] = {r.stage: r for r in (PretrainLocalizer, FinetuneAnswerer, RefineLocalizer)}
+
+
+def build_recipe(stage: str, num_keyframes: int = 4, uniform_frames: bool = False) -> Recipe:
+    try:
+        return RECIPES[stage](num_keyframes=num_keyframes, uniform_frames=uniform_frames)
+    except KeyError:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(RECIPES)}") from None
+
+
+def recipe_for(config: TrainConfig) -> Recipe:
+    return build_recipe(config.stage, config.num_keyframes, config.uniform_frames)
+
+
+class StageModel(nn.Module):
+    """``forward(batch) -> loss``: the module DDP wraps, so its gradient hooks see a forward pass.
+
+    A None batch (every video of it failed to load) gives a zero loss that still reaches every trainable
+    parameter, so the other processes' gradient all-reduce does not wait for this one forever.
+    """
+
+    def __init__(self, model: SeViLA, recipe: Recipe):
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+
+    def forward(self, batch: Batch | None) -> torch.Tensor:
+        if batch is None:
+            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+        return self.recipe.loss(self.model, batch)
+
+
+__all__ = [
+    "RECIPES",
+    "FinetuneAnswerer",
+    "PretrainLocalizer",
+    "Recipe",
+    "RefineLocalizer",
+    "StageModel",
+    "build_recipe",
+    "recipe_for",
+]

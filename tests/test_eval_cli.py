@@ -1,0 +1,61 @@
+"""`sevila eval` end to end: predictions, metrics (QA and grounding), resume, failures."""
+
+import json
+
+import pytest
+
+from sevila import cli
+from sevila.data import QARecord, write_records
+from sevila.evaluate.predictions import read_predictions
+from sevila.video.synthetic import write_video
+from tiny import OPTIONS, QUESTION, tiny_model
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evalcli")
+    (root / "videos").mkdir()
+    write_video(root / "videos" / "a.mp4", num_frames=32, fps=8)
+    write_video(root / "videos" / "b.mp4", num_frames=24, fps=8)
+    records = [
+        QARecord(qid=f"{t}_{v}_{i}", video=v, dataset="nextgqa", question=f"{QUESTION} {i}", options=OPTIONS[:4],
+                 answer=i % 4, question_type=t, extra={"grounding_windows": [[0.5, 1.5]], "duration": 3.0, "fps": 8})
+        for i, (t, v) in enumerate([("CW", "a"), ("TN", "a"), ("DL", "b"), ("CH", "b"), ("TC", "gone")])
+    ]
+    write_records(root / "qa.jsonl", records)
+    tiny_model(seed=4).save_pretrained(root / "model")
+    return root
+
+
+def eval_args(root, output):
+    return ["eval", "--model", str(root / "model"), "--annotations", str(root / "qa.jsonl"),
+            "--videos", str(root / "videos"), "--output", str(output), "--frames", "6", "--keyframes", "2",
+            "--batch-size", "2", "--no-progress", "--cache-dir", str(root / "cache")]
+
+
+def test_eval_writes_predictions_and_metrics(setup, tmp_path, capsys):
+    output = tmp_path / "pred.jsonl"
+    assert cli.main(eval_args(setup, output)) == 0
+    printed = json.loads(capsys.readouterr().out)
+    rows = read_predictions(output)
+    assert len(rows) == 5 and "error" in rows[-1] and "gone.mp4" in rows[-1]["error"]
+    metrics = json.loads((tmp_path / "pred.jsonl.metrics.json").read_text())
+    assert metrics == printed
+    correct = sum(row.get("prediction") == row.get("answer") for row in rows if "error" not in row)
+    assert metrics["accuracy"] == pytest.approx(100 * correct / 5)
+    assert metrics["num_failed"] == 1 and metrics["num_questions"] == 5
+    assert set(metrics["groups"]) >= {"Causal", "Temporal", "Descriptive"}
+    grounding = metrics["grounding"]
+    assert grounding["num_questions"] == 5 and 0 <= grounding["mIoP"] <= 100
+    # Rerun: everything already answered, same metrics.
+    assert cli.main(eval_args(setup, output)) == 0
+    assert "already done 5" in capsys.readouterr().err
+    assert len(read_predictions(output)) == 5
+
+
+def test_eval_reports_bad_annotation_files(setup, tmp_path, capsys):
+    (tmp_path / "bad.jsonl").write_text('{"kind": "qa", "qid": "x"}\n')
+    args = eval_args(setup, tmp_path / "out.jsonl")
+    args[args.index("--annotations") + 1] = str(tmp_path / "bad.jsonl")
+    assert cli.main(args) == 2
+    assert "bad.jsonl, line 1" in capsys.readouterr().err

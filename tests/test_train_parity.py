@@ -1,0 +1,69 @@
+"""Every stage's loss and gradient norms, computed through the training code path (recipe → StageModel →
+backward, as the loop runs it), equal those recorded from the original implementation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sevila.train.loop import check_frozen_gradients, check_trainable
+from sevila.train.recipes import StageModel, build_recipe
+from test_train_support import one_thread  # noqa: F401 (autouse fixture)
+
+# The fixture's gradient-norm groups, by the second component of our parameter names.
+GROUPS = {"query_tokens": "query_tokens", "qformer": "qformer", "proj": "projection", "ln_vision": "layernorm"}
+
+# fixture branch -> (stage, recipe options)
+BRANCHES = {
+    "train_qvh": ("pretrain-localizer", {}),
+    "train_qa_with_loc": ("finetune-answerer", {}),
+    "train_qa_wo_loc": ("finetune-answerer", {"uniform_frames": True}),
+    "train_loc": ("refine-localizer", {}),
+}
+
+
+def fixture_batch(parity, name: str) -> dict:
+    """The batch a DataLoader would give the recipe for the fixture's records (collate's layout)."""
+    info = parity.summary[name]
+    n = info["n_frms"]
+    if name == "train_qvh":
+        records = parity.qvh_records
+        prompts = {"loc_prompt": parity.qvh_prompts, "qa_prompt": [""] * len(records)}
+        extra = {"frame_labels": parity.qvh_frame_labels(n), "answer": torch.full((len(records),), -1),
+                 "num_options": [None] * len(records)}
+    else:
+        records, prompts = parity.qa_records, {"loc_prompt": parity.loc_prompts, "qa_prompt": parity.qa_prompts}
+        extra = {"answer": parity.answers, "num_options": [r["num_option"] for r in records],
+                 "frame_labels": [None] * len(records)}
+    return {"qid": [str(r.get("qid", i)) for i, r in enumerate(records)], "frames": parity.frames(n, len(records)),
+            **prompts, **extra}
+
+
+@pytest.mark.parametrize("name", list(BRANCHES))
+def test_recipe_loss_and_gradients_match_the_original(parity, name):
+    stage, options = BRANCHES[name]
+    info = parity.summary[name]
+    recipe = build_recipe(stage, num_keyframes=info.get("frame_num", 4), **options)
+    model = parity.model()  # eval mode: the fixture was recorded without dropout
+    model.set_trainable(recipe.branch)
+    check_trainable(model, recipe.branch)
+
+    loss = StageModel(model, recipe)(fixture_batch(parity, name))
+    loss.backward()
+    check_frozen_gradients(model, recipe.branch)
+
+    assert float(loss.detach()) == pytest.approx(float(parity.outputs[f"{name}.loss"]), rel=1e-5, abs=1e-4)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    for group, marker in GROUPS.items():
+        norm = math.sqrt(sum(float(g.double().pow(2).sum()) for n, g in grads.items() if n.split(".")[1] == marker))
+        assert norm == pytest.approx(info["grad_norm_by_group"][group], rel=1e-4), group
+
+
+def test_a_batch_of_failed_videos_gives_zero_gradients(parity):
+    model = parity.model()
+    model.set_trainable("answerer")
+    StageModel(model, build_recipe("finetune-answerer"))(None).backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert all(p.grad is not None and not p.grad.any() for p in trainable)
