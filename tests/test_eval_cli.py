@@ -59,3 +59,31 @@ def test_eval_reports_bad_annotation_files(setup, tmp_path, capsys):
     args[args.index("--annotations") + 1] = str(tmp_path / "bad.jsonl")
     assert cli.main(args) == 2
     assert "bad.jsonl, line 1" in capsys.readouterr().err
+
+
+def test_eval_of_moment_queries_writes_a_submission_and_official_metrics(setup, tmp_path, capsys):
+    from sevila.data import MomentRecord
+    from sevila.evaluate.metrics import read_submission
+
+    records = [
+        MomentRecord(qid="QVHighlight_11", video="a", query="a red cup on a table", duration=4.0,
+                     relevant_windows=[[0.0, 2.0]], relevant_clip_ids=[0], saliency_scores=[[2, 3, 4]]),
+        MomentRecord(qid="QVHighlight_12", video="b", query="a man walks his dog", duration=4.0,
+                     relevant_windows=[[2.0, 3.0]], relevant_clip_ids=[1], saliency_scores=[[1, 1, 4]]),
+        MomentRecord(qid="QVHighlight_13", video="gone", query="a man walks his dog", duration=3.0,
+                     relevant_windows=[[0.0, 1.0]]),
+    ]
+    write_records(tmp_path / "moments.jsonl", records)
+    args = eval_args(setup, tmp_path / "sub.jsonl")
+    args[args.index("--annotations") + 1] = str(tmp_path / "moments.jsonl")
+    assert cli.main(args + ["--threshold", "0.0"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["num_failed"] == 1 and metrics["num_predicted"] == 2
+    assert {"MR-full-R1@0.5", "MR-full-mAP", "HL-min-VeryGood-Hit1"} <= set(metrics)
+    rows = read_predictions(tmp_path / "sub.jsonl")
+    assert [r["qid"] for r in rows] == [11, 12, 13] and "error" in rows[2]
+    (tmp_path / "clean.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    submission = read_submission(tmp_path / "clean.jsonl")
+    assert all(p.windows and p.saliency for p in submission)
+    # threshold 0: every frame positive, one span covering the whole video
+    assert submission[0].windows[0][:2] == (0.0, 4.0)

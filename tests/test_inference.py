@@ -129,3 +129,16 @@ def test_answer_command_prints_answer_keyframes_and_scores(video, model_dir, tmp
     assert cli.main(["answer", str(tmp_path / "none.mp4"), "-q", QUESTION, "-o", "a", "-o", "b",
                      "--model", str(model_dir), "--no-cache"]) == 2
     assert "none.mp4" in capsys.readouterr().err
+
+
+def test_localize_scores_frames_and_merges_moments(video):
+    qa = VideoQA(tiny_model(seed=1), num_frames=8)
+    found = qa.localize(video, "a man walks his dog", threshold=0.0)
+    assert len(found.frame_scores) == len(found.frame_probabilities) == len(found.frame_times) == 8
+    assert all(0.0 <= p <= 1.0 for p in found.frame_probabilities)
+    assert found.moments == [(0.0, 4.0, pytest.approx(sum(found.frame_probabilities) / 8))]
+    strict = qa.localize(video, "a man walks his dog", threshold=1.1)  # nothing passes: best frame's cell
+    best = max(range(8), key=found.frame_probabilities.__getitem__)
+    assert len(strict.moments) == 1 and strict.moments[0][0] <= found.frame_times[best] <= strict.moments[0][1]
+    with pytest.raises(ValueError, match="the query is empty"):
+        qa.localize(video, " ")

@@ -264,4 +264,23 @@ def mid_config() -> SeViLAConfig:
     )
 
 
-PRESETS = {"paper": paper_config, "tiny": tiny_config, "mid": mid_config}
+def toy_config() -> SeViLAConfig:
+    """The demo model of the synthetic world (`sevila.demo`): 64 px frames, a 512-piece vocabulary, ~2 M
+    parameters — trainable through every stage on a CPU."""
+    return SeViLAConfig(
+        vision=VisionConfig(
+            image_size=64, patch_size=8, hidden_size=96, num_hidden_layers=4, num_attention_heads=4,
+            intermediate_size=384,
+        ),
+        qformer=QFormerConfig(
+            hidden_size=96, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, num_query_tokens=8,
+        ),
+        language_model=LanguageModelConfig(
+            vocab_size=512, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_decoder_layers=2, num_heads=4,
+        ),
+        num_frames=32,
+        num_keyframes=4,
+    )
+
+
+PRESETS = {"paper": paper_config, "tiny": tiny_config, "mid": mid_config, "toy": toy_config}

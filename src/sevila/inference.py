@@ -55,6 +55,37 @@ def _check_question(question: str | None, options: Sequence[str], letters: str) 
 
 
 @dataclass
+class FrameScores:
+    logits: list[float]  # the localizer's "yes" logit per frame (what keyframe selection ranks)
+    probabilities: list[float]  # p(yes) against "no" per frame, for thresholding into moments
+
+
+def localize_features(model: SeViLA, video: VideoFeatures, query: str) -> FrameScores:
+    """The localizer's score of every sampled frame for a free-text query (the QVHighlights prompt)."""
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("the query is empty")
+    with torch.no_grad():
+        yes_no = model.frame_scores(video.features.localizer.to(model.device),
+                                    [prompts.qvhighlights_loc_prompt(query)], with_no=True)[0]
+    return FrameScores(yes_no[:, 0].tolist(), torch.sigmoid(yes_no[:, 0] - yes_no[:, 1]).tolist())
+
+
+@dataclass
+class Localization:
+    """Where a query happens: every sampled frame's score and the merged moments (best first)."""
+
+    query: str
+    frame_times: list[float]
+    frame_indices: list[int]
+    frame_scores: list[float]  # "yes" logits
+    frame_probabilities: list[float]  # p(yes) vs "no"
+    moments: list[tuple[float, float, float]]  # (start s, end s, score), best first
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class QuestionItem:
     """One question to answer, with its video's features and its two prompts."""
 
@@ -155,6 +186,28 @@ class VideoQA:
     def features(self, video: str | Path, num_frames: int | None = None,
                  clip: tuple[float, float] | None = None) -> VideoFeatures:
         return encode_video(self.model, video, num_frames or self.num_frames, clip, self.backend, self.cache)
+
+    # ------------------------------------------------------------------ moments
+    def localize(
+        self,
+        video: str | Path | VideoFeatures,
+        query: str,
+        *,
+        num_frames: int | None = None,
+        clip: tuple[float, float] | None = None,
+        threshold: float = 0.5,
+        span_threshold: int = 6,
+    ) -> Localization:
+        """Score every sampled frame for ``query`` and merge frames with p(yes) >= ``threshold`` into moments,
+        bridging gaps of up to ``span_threshold`` frames (rule: `sevila.evaluate.metrics.moments`)."""
+        from sevila.evaluate.metrics.moments import frame_scores_to_moments
+
+        encoded = video if isinstance(video, VideoFeatures) else self.features(video, num_frames, clip)
+        scores = localize_features(self.model, encoded, query)
+        moments = frame_scores_to_moments(encoded.timestamps, scores.probabilities, encoded.duration,
+                                          threshold=threshold, span_threshold=span_threshold)
+        return Localization(query, list(encoded.timestamps), list(encoded.indices), scores.logits,
+                            scores.probabilities, [tuple(m) for m in moments])
 
     # ------------------------------------------------------------------ questions
     def predict(

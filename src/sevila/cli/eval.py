@@ -16,6 +16,8 @@ def register(subparsers) -> None:
         "eval",
         help="answer every question of an annotation file and compute the dataset's metrics",
         description=(
+            "Multiple-choice records are answered with chained inference; QVHighlights moment records get "
+            "the localizer's frame scores merged into moments (Moment-DETR submission rows). "
             "Batched, resumable (questions already in --output are skipped) and shardable "
             "(torchrun --nproc_per_node=N -m sevila.cli eval ...: each rank answers its share, rank 0 merges). "
             "Writes one JSON line per question and <output>.metrics.json."
@@ -29,6 +31,10 @@ def register(subparsers) -> None:
                         help="file name of a record's video below --videos, over {video}, {qid}, {dataset}")
     parser.add_argument("--batch-size", type=int, default=8, help="questions per batch (default 8)")
     parser.add_argument("--uniform", action="store_true", help="no localizer: the answerer sees all --frames frames")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="moment queries: frames with p(yes) at least this are positive (default 0.5)")
+    parser.add_argument("--span-threshold", type=int, default=6,
+                        help="moment queries: bridge gaps of up to this many frames when merging (default 6)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from sevila.evaluate.summary import split_metrics
-    from sevila.evaluate.runner import Shard, evaluate
+    from sevila.evaluate.runner import MomentOptions, Shard, evaluate
 
     shard = Shard.from_environment()
     if shard.world_size > 1 and args.device is None and torch.cuda.is_available():
@@ -48,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         num_frames=qa.num_frames, num_keyframes=qa.num_keyframes, batch_size=args.batch_size,
         use_localizer=not args.uniform, video_path=args.video_path, backend=args.backend, cache=qa.cache,
         shard=shard, compute_metrics=split_metrics, progress=not args.no_progress,
+        moments=MomentOptions(args.threshold, args.span_threshold),
     )
     print(f"answered {result.answered}, failed {result.failed}, already done {result.resumed}", file=sys.stderr)
     if result.metrics is not None:

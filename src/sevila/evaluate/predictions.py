@@ -41,8 +41,9 @@ def read_predictions(path: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("qid"), str):
-            raise ValueError(f"{path}, line {number}, field 'qid': missing or not a string")
+        qid = row.get("qid") if isinstance(row, dict) else None
+        if not isinstance(qid, (str, int)) or isinstance(qid, bool):
+            raise ValueError(f"{path}, line {number}, field 'qid': missing, or not a string or an integer")
         rows.append(row)
     return rows
 

@@ -10,9 +10,12 @@
 * **Failures are recorded, never substituted:** a question whose video cannot be read gets a row with
   ``error`` (and no prediction); every other question is still answered.
 
-Output rows: ``qid``, ``prediction`` (0-based), ``letter``, ``option_scores``, ``keyframes``,
-``keyframe_times``, ``frame_scores``, ``frame_times`` (+ ``answer`` when the record has one), or ``qid`` and
-``error``. Metrics go next to the output as ``<output>.metrics.json``.
+Multiple-choice records give rows ``qid``, ``prediction`` (0-based), ``letter``, ``option_scores``,
+``keyframes``, ``keyframe_times``, ``frame_scores``, ``frame_times`` (+ ``answer`` when the record has one).
+Moment records (QVHighlights) give rows in the Moment-DETR submission format — ``qid`` (the integer),
+``query``, ``vid``, ``pred_relevant_windows``, ``pred_saliency_scores`` — from the localizer's frame scores
+(`sevila.evaluate.metrics.moments` documents the merging rule), plus ``frame_scores`` and ``frame_times``.
+A failed question's row is ``qid`` and ``error``.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ import torch
 from tqdm.auto import tqdm
 
 from sevila.data.paths import VideoPath, video_file
-from sevila.data.records import QARecord, read_records
+from sevila.data.records import MomentRecord, QARecord, Record, read_records
 from sevila.data.targets import record_prompts
 from sevila.evaluate.predictions import PredictionWriter, read_predictions, write_predictions_atomic
 from sevila.features import FeatureCache, VideoFeatures, encode_video
-from sevila.inference import QuestionItem, answer_batch
+from sevila.evaluate.metrics.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD, moment_prediction
+from sevila.evaluate.metrics.qvhighlights_io import prediction_to_dict, qvhighlights_qid
+from sevila.inference import QuestionItem, answer_batch, localize_features
 from sevila.model import SeViLA
 from sevila.video import VideoError
 
@@ -57,6 +62,14 @@ class Shard:
     def barrier(self) -> None:
         if self.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.barrier()
+
+
+@dataclass(frozen=True)
+class MomentOptions:
+    """How moment records' frame probabilities of "yes" become moments (see `frame_scores_to_moments`)."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    span_threshold: int = DEFAULT_SPAN_THRESHOLD
 
 
 @dataclass
@@ -87,28 +100,31 @@ def evaluate(
     backend: str = "pyav",
     cache: FeatureCache | None = None,
     shard: Shard | None = None,
-    compute_metrics: Callable[[list[dict], list[QARecord]], dict[str, Any]] | None = None,
+    compute_metrics: Callable[[list[dict], list[Record]], dict[str, Any]] | None = None,
     progress: bool = True,
+    moments: MomentOptions | None = None,
 ) -> EvalResult:
-    """Answer every multiple-choice record of ``annotations``; see the module docstring for the guarantees."""
+    """Answer every record of ``annotations`` (all multiple-choice, or all moment queries); see the module
+    docstring for the guarantees. ``moments`` sets how moment records' frame scores become moments."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     shard = shard or Shard()
     output = Path(output)
     records = read_records(annotations)
-    qa_records = [r for r in records if isinstance(r, QARecord)]
-    if len(qa_records) != len(records):
-        raise ValueError(f"{annotations}: sevila eval answers multiple-choice records; this file has "
-                         f"{len(records) - len(qa_records)} moment records (use the localizer evaluation for them)")
+    kinds = {r.kind for r in records}
+    if len(kinds) > 1:
+        raise ValueError(f"{annotations}: mixes multiple-choice and moment records; evaluate them separately")
+    is_moments = kinds == {"moment"}
     num_frames = num_frames or model.config.num_frames
     num_keyframes = num_keyframes or model.config.num_keyframes
+    moments = moments or MomentOptions()
 
-    mine = qa_records[shard.rank :: shard.world_size]
+    mine = records[shard.rank :: shard.world_size]
     path = shard_path(output, shard)
-    done = {row["qid"] for row in read_predictions(path)}
+    done = {str(row["qid"]) for row in read_predictions(path)}
     if shard.world_size > 1:
-        done |= {row["qid"] for row in read_predictions(output)}  # a finished earlier run, merged
-    todo = [r for r in mine if r.qid not in done]
+        done |= {str(row["qid"]) for row in read_predictions(output)}  # a finished earlier run, merged
+    todo = [r for r in mine if row_key(r) not in done]
     result = EvalResult(output=output, resumed=len(mine) - len(todo))
 
     bar = tqdm(total=len(todo), desc=f"eval rank {shard.rank}" if shard.world_size > 1 else "eval",
@@ -119,8 +135,11 @@ def evaluate(
     with PredictionWriter(path) as writer:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            rows = _run_batch(model, batch, video_root, video_path, num_frames, num_keyframes, use_localizer,
-                              backend, cache, result, recent)
+            features = _encode_batch(model, batch, video_root, video_path, num_frames, backend, cache, result, recent)
+            if is_moments:
+                rows = _moment_rows(model, batch, features, moments)
+            else:
+                rows = _answer_rows(model, batch, features, num_keyframes, use_localizer)
             while len(recent) > 2 * batch_size:
                 recent.popitem(last=False)
             writer.write(rows)
@@ -130,60 +149,107 @@ def evaluate(
     shard.barrier()
     if shard.rank == 0:
         if shard.world_size > 1:
-            _merge_shards(output, shard.world_size, [r.qid for r in qa_records])
+            _merge_shards(output, shard.world_size, [row_key(r) for r in records])
         if compute_metrics is not None:
-            result.metrics = compute_metrics(read_predictions(output), qa_records)
+            result.metrics = compute_metrics(read_predictions(output), records)
     shard.barrier()
     return result
 
 
-def _run_batch(model, batch, video_root, video_path, num_frames, num_keyframes, use_localizer, backend, cache,
-               result: EvalResult, encoded: OrderedDict) -> list[dict[str, Any]]:
-    items, rows_by_qid = [], {}
+def row_key(record: Record) -> str:
+    """The qid a record's output row carries, as text (moment rows use QVHighlights' integer qid when the
+    record has one, as the submission format requires)."""
+    if isinstance(record, MomentRecord):
+        try:
+            return str(qvhighlights_qid(record.qid))
+        except ValueError:
+            return record.qid
+    return record.qid
+
+
+def _row_qid(record: Record) -> str | int:
+    key = row_key(record)
+    return int(key) if isinstance(record, MomentRecord) and key.isdigit() else key
+
+
+def _encode_batch(model, batch, video_root, video_path, num_frames, backend, cache, result: EvalResult,
+                  encoded: OrderedDict) -> list[VideoFeatures | VideoError]:
+    """Features of each record's video (each distinct video and window encoded once); a failure is recorded
+    and returned in place of the features."""
+    out = []
     for record in batch:
         path = video_file(record, video_root, video_path)
-        key = (path, record.clip)
+        clip = record.clip if isinstance(record, QARecord) else None
+        key = (path, clip)
         if key not in encoded:
             try:
-                encoded[key] = encode_video(model, path, num_frames, record.clip, backend, cache)
+                encoded[key] = encode_video(model, path, num_frames, clip, backend, cache)
             except VideoError as err:
                 encoded[key] = err
         encoded.move_to_end(key)
         features = encoded[key]
         if isinstance(features, VideoError):
-            rows_by_qid[record.qid] = {"qid": record.qid, "error": str(features)}
             result.failed += 1
             result.failures.append({"qid": record.qid, "video": path, "error": str(features)})
             logger.warning("%s: %s", record.qid, features)
-            continue
-        qa_prompt, loc_prompt = record_prompts(record)
-        items.append((record, QuestionItem(features, record.question, record.options, qa_prompt, loc_prompt)))
-    if items:
-        answers = answer_batch(model, [item for _, item in items], num_keyframes, use_localizer)
-        for (record, _), answer in zip(items, answers):
-            row = {
-                "qid": record.qid,
-                "prediction": answer.index,
-                "letter": answer.letter,
-                "option_scores": answer.option_scores,
-                "keyframes": answer.keyframes,
-                "keyframe_times": answer.keyframe_times,
-                "frame_scores": answer.frame_scores,
-                "frame_times": answer.frame_times,
-            }
-            if record.answer is not None:
-                row["answer"] = record.answer
-            rows_by_qid[record.qid] = row
+        else:
             result.answered += 1
-    return [rows_by_qid[r.qid] for r in batch]  # annotation order within the batch
+        out.append(features)
+    return out
+
+
+def _answer_rows(model, batch, features, num_keyframes, use_localizer) -> list[dict[str, Any]]:
+    items = []
+    for record, video in zip(batch, features):
+        if not isinstance(video, VideoError):
+            qa_prompt, loc_prompt = record_prompts(record)
+            items.append(QuestionItem(video, record.question, record.options, qa_prompt, loc_prompt))
+    answers = iter(answer_batch(model, items, num_keyframes, use_localizer) if items else [])
+    rows = []
+    for record, video in zip(batch, features):
+        if isinstance(video, VideoError):
+            rows.append({"qid": record.qid, "error": str(video)})
+            continue
+        answer = next(answers)
+        row = {
+            "qid": record.qid,
+            "prediction": answer.index,
+            "letter": answer.letter,
+            "option_scores": answer.option_scores,
+            "keyframes": answer.keyframes,
+            "keyframe_times": answer.keyframe_times,
+            "frame_scores": answer.frame_scores,
+            "frame_times": answer.frame_times,
+        }
+        if record.answer is not None:
+            row["answer"] = record.answer
+        rows.append(row)
+    return rows
+
+
+def _moment_rows(model, batch, features, options: MomentOptions) -> list[dict[str, Any]]:
+    rows = []
+    for record, video in zip(batch, features):
+        if isinstance(video, VideoError):
+            rows.append({"qid": _row_qid(record), "error": str(video)})
+            continue
+        scores = localize_features(model, video, record.query)
+        prediction = moment_prediction(
+            _row_qid(record), record.query, record.video, video.timestamps, scores.probabilities,
+            record.duration, threshold=options.threshold, span_threshold=options.span_threshold,
+        )
+        row = prediction_to_dict(prediction)
+        row.update(frame_scores=scores.logits, frame_times=list(video.timestamps))
+        rows.append(row)
+    return rows
 
 
 def _merge_shards(output: Path, world_size: int, order: list[str]) -> None:
-    rows: dict[str, dict] = {row["qid"]: row for row in read_predictions(output)}
+    rows: dict[str, dict] = {str(row["qid"]): row for row in read_predictions(output)}
     shards = [shard_path(output, Shard(rank, world_size)) for rank in range(world_size)]
     for path in shards:
         for row in read_predictions(path):
-            rows.setdefault(row["qid"], row)
+            rows.setdefault(str(row["qid"]), row)
     write_predictions_atomic(output, [rows[q] for q in order if q in rows])
     for path in shards:
         path.unlink(missing_ok=True)
