@@ -67,3 +67,26 @@ def test_a_batch_of_failed_videos_gives_zero_gradients(parity):
     StageModel(model, build_recipe("finetune-answerer"))(None).backward()
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert all(p.grad is not None and not p.grad.any() for p in trainable)
+
+
+def test_mixed_option_counts_give_the_token_mean_of_one_call():
+    """A batch mixing 4- and 5-option questions: the per-group losses weighted by question share equal the
+    mean over all label tokens (every row's target "Option X</s>" has the same length)."""
+    import torch
+
+    from sevila import prompts
+    from sevila.train.recipes import by_option_count
+    from tiny import OPTIONS, QUESTION, random_frames, tiny_model
+
+    model = tiny_model(seed=6)
+    frames = random_frames(3, 4, model.config)
+    batch = {
+        "frames": frames, "answer": torch.tensor([1, 3, 0]), "num_options": [4, 5, 4], "qid": ["a", "b", "c"],
+        "qa_prompt": [prompts.qa_prompt(QUESTION, OPTIONS[:n]) for n in (4, 5, 4)],
+    }
+    mixed = by_option_count(batch, lambda part, n: model.answerer_loss_uniform(
+        part["frames"], part["qa_prompt"], part["answer"], n).loss)
+    # The same token-mean by hand: per-row sums of token losses over all 9 label tokens.
+    rows = [model.answerer_loss_uniform(frames[i : i + 1], batch["qa_prompt"][i : i + 1], batch["answer"][i : i + 1],
+                                        n).loss for i, n in enumerate((4, 5, 4))]
+    torch.testing.assert_close(mixed, sum(rows) / 3)

@@ -123,13 +123,13 @@ def shared_option_count(batch: dict[str, Any]) -> int:
     if len(counts) != 1 or None in counts:
         raise ValueError(
             f"a batch mixes records with {sorted(c for c in counts if c is not None)} options (qids "
-            f"{batch['qid'][:4]}...); train on records with one option count per run"
+            f"{batch['qid'][:4]}...); split it with split_by_options first"
         )
     return counts.pop()
 
 
 def split_by_options(batch: dict[str, Any]) -> list[dict[str, Any]]:
-    """A validation batch as sub-batches that each share one option count."""
+    """A batch as sub-batches that each share one option count."""
     groups: dict[Any, list[int]] = {}
     for row, count in enumerate(batch["num_options"]):
         groups.setdefault(count, []).append(row)

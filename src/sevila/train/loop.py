@@ -43,7 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sevila.data import VideoRecordDataset, read_records
-from sevila.data.records import QARecord, Record
+from sevila.data.records import Record
 from sevila.model import Precision, SeViLA
 from sevila.model.sevila import BRANCHES
 from sevila.train import checkpointing as ckpt
@@ -141,10 +141,6 @@ def set_train_mode(model: SeViLA, branch: str, frozen_dropout: bool) -> None:
 def read_split(path: str, recipe: Recipe, split: str) -> list[Record]:
     records = read_records(path)
     check_records(records, recipe.record_type, split, path)
-    if split == "train" and recipe.record_type is QARecord:
-        counts = {len(r.options) for r in records}
-        if len(counts) > 1:
-            raise ValueError(f"{path}: training records have {sorted(counts)} options; a batch must share one count")
     return records
 
 

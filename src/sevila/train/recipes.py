@@ -71,6 +71,18 @@ class PretrainLocalizer(Recipe):
         return int((predicted == labels).sum()), labels.numel()
 
 
+def by_option_count(batch: Batch, part_loss) -> torch.Tensor:
+    """The batch loss when its questions have different option counts (the option-letter ids differ):
+    each group's loss weighted by its share of the questions. Every row of a stage's targets has the same
+    number of label tokens ("Option X</s>", or "yes</s>"/"no</s>" per frame), so this equals the token-mean
+    over the whole batch that one T5 call would give; a batch with one count is one call, as before."""
+    parts = split_by_options(batch)
+    if len(parts) == 1:
+        return part_loss(batch, shared_option_count(batch))
+    total = len(batch["answer"])
+    return sum(part_loss(part, shared_option_count(part)) * (len(part["answer"]) / total) for part in parts)
+
+
 class QARecipe(Recipe):
     """The two stages trained on multiple-choice records and judged by chained-inference QA accuracy."""
 
@@ -98,13 +110,15 @@ class FinetuneAnswerer(QARecipe):
     branch = "answerer"
 
     def loss(self, model: SeViLA, batch: Batch) -> torch.Tensor:
-        options = shared_option_count(batch)
-        if self.uniform_frames:
-            return model.answerer_loss_uniform(batch["frames"], batch["qa_prompt"], batch["answer"], options).loss
-        return model.answerer_loss_with_localizer(
-            batch["frames"], batch["qa_prompt"], batch["loc_prompt"], batch["answer"], options,
-            num_keyframes=self.num_keyframes,
-        ).loss
+        def part_loss(part: Batch, options: int) -> torch.Tensor:
+            if self.uniform_frames:
+                return model.answerer_loss_uniform(part["frames"], part["qa_prompt"], part["answer"], options).loss
+            return model.answerer_loss_with_localizer(
+                part["frames"], part["qa_prompt"], part["loc_prompt"], part["answer"], options,
+                num_keyframes=self.num_keyframes,
+            ).loss
+
+        return by_option_count(batch, part_loss)
 
 
 class RefineLocalizer(QARecipe):
@@ -112,9 +126,9 @@ class RefineLocalizer(QARecipe):
     branch = "localizer"
 
     def loss(self, model: SeViLA, batch: Batch) -> torch.Tensor:
-        return model.refine_localizer_loss(
-            batch["frames"], batch["qa_prompt"], batch["loc_prompt"], batch["answer"], shared_option_count(batch)
-        ).loss
+        return by_option_count(batch, lambda part, options: model.refine_localizer_loss(
+            part["frames"], part["qa_prompt"], part["loc_prompt"], part["answer"], options
+        ).loss)
 
 
 RECIPES: dict[str, type[Recipe]] = {r.stage: r for r in (PretrainLocalizer, FinetuneAnswerer, RefineLocalizer)}
