@@ -542,8 +542,21 @@ def convert_original_checkpoint(
     return report
 
 
-# Models known by a short name (resolved to a directory); e.g. a demo model shipped with the package.
-NAMED_MODELS: dict[str, Callable[[], Path]] = {}
+DEMO_DIR = Path(__file__).resolve().parent / "assets" / "demo"
+
+
+def demo_model_dir() -> Path:
+    """The demo model shipped with the package (a tiny SeViLA of the synthetic world, see `sevila.demo`)."""
+    path = DEMO_DIR / "model"
+    if not (path / CONFIG_NAME).is_file():
+        raise CheckpointError(
+            f"the demo model is not installed at {path}; build it with `python -m sevila.demo.build --ship`"
+        )
+    return path
+
+
+# Models known by a short name, resolved to a directory.
+NAMED_MODELS: dict[str, Callable[[], Path]] = {"demo": demo_model_dir}
 
 
 def load_model(name_or_path: str | Path, device=None, precision=None):

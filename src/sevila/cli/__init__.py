@@ -10,7 +10,7 @@ import sys
 from sevila import __version__
 
 # One module per sub-command; each defines `register(subparsers)` which adds its parser and sets `func`.
-COMMAND_MODULES = ("convert", "prepare", "answer", "eval", "metrics", "train", "synth")
+COMMAND_MODULES = ("demo", "answer", "eval", "metrics", "train", "prepare", "synth", "convert")
 
 
 class CommandError(Exception):

@@ -37,13 +37,18 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer.to_dict(), indent=2))
         return 0
+    print_answer(qa, answer)
+    return 0
+
+
+def print_answer(qa, answer) -> None:
+    """The readable result: answer, option scores, keyframe times and the frame-score strip."""
     print(f"Answer: ({answer.letter}) {answer.text}")
     scores = ", ".join(f"{letter}={score:.2f}" for letter, score in zip(qa.model.config.option_letters, answer.option_scores))
     print(f"Option scores: {scores}")
     print("Keyframes: " + ", ".join(f"{t:.2f}s" for t in answer.keyframe_times))
     if answer.frame_scores is not None:
         print(frame_score_strip(answer.frame_scores, answer.frame_times, answer.keyframes))
-    return 0
 
 
 def frame_score_strip(scores: list[float], times: list[float], keyframes: list[int]) -> str:

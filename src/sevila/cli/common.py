@@ -10,7 +10,8 @@ from sevila.features import CACHE_ENV
 def add_model_arguments(parser: argparse.ArgumentParser, prompt_style: bool = True) -> None:
     """Model, sampling, device, decoder and cache options; ``prompt_style`` only where the command builds
     prompts from free text (eval uses each record's dataset wording)."""
-    parser.add_argument("--model", required=True, help="model directory, Hugging Face hub id or model name")
+    parser.add_argument("--model", default="demo",
+                        help="model directory, Hugging Face hub id, or 'demo' (the bundled toy model; default)")
     parser.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's, 32)")
     parser.add_argument("--keyframes", type=int, default=None, help="keyframes for the answerer (default: 4)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")

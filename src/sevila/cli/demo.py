@@ -1,0 +1,49 @@
+"""`sevila demo`: answer the bundled example question about the bundled example video with the demo model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sevila.checkpoints import DEMO_DIR
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="answer a question about the bundled example video with the bundled demo model (seconds, CPU)",
+        description=(
+            "The demo model is a tiny SeViLA trained through every stage on a synthetic world of moving "
+            "shapes (see docs/demo.md). Without -q/-o it asks the example's own question."
+        ),
+    )
+    parser.add_argument("-q", "--question", help="another question about the example video")
+    parser.add_argument("-o", "--option", dest="options", action="append", help="an option (repeat, 2 to 5)")
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sevila.cli.answer import print_answer
+    from sevila.inference import VideoQA
+
+    example = json.loads((DEMO_DIR / "example.json").read_text()) if (DEMO_DIR / "example.json").is_file() else None
+    if example is None:
+        raise ValueError(f"the demo example is not installed in {DEMO_DIR}; build it with "
+                         "`python -m sevila.demo.build --ship`")
+    if (args.question is None) != (args.options is None):
+        raise ValueError("give both --question and --option, or neither")
+    question = args.question or example["question"]
+    options = args.options or example["options"]
+    qa = VideoQA.load("demo", device="cpu", cache=False)
+    answer = qa.predict(DEMO_DIR / example["video"], question, options)
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2))
+        return 0
+    print(f"Video: {DEMO_DIR / example['video']}")
+    print(f"Question: {question}")
+    print("Options: " + "  ".join(f"({letter}) {text}" for letter, text in zip("ABCDE", options)))
+    print_answer(qa, answer)
+    if args.question is None and example.get("answer") is not None:
+        print(f"Correct answer: ({'ABCDE'[example['answer']]}) {options[example['answer']]}")
+    return 0

@@ -1,0 +1,6 @@
+"""The demo model: a tiny SeViLA trained on the synthetic world (`sevila.synth`) through every stage.
+
+`backbone` pre-trains the frozen parts on single frames (BLIP-2's role), `ablations` measures frame
+choices and localizers against the known evidence, `build` runs the whole pipeline over seeds and can ship
+the result into the package as the model named ``demo``.
+"""

@@ -1,0 +1,198 @@
+"""Build the demo model and the toy-scale ablation table, from nothing, on a CPU.
+
+    python -m sevila.demo.build --out runs/demo --seeds 0 1 2 [--ship]
+
+For each seed: generate the synthetic world (`sevila.synth`), pre-train the backbone on single frames
+(`sevila.demo.backbone`), then take SeViLA through the paper's stages with the real training code
+(`sevila.train`): localizer pre-training on the moment queries, answerer fine-tuning on the localizer's
+keyframes (and, for the baseline, on 4 uniform frames), localizer self-refinement with the answerer's
+pseudo-labels. Every model is then measured on the test split (`sevila.demo.ablations`). The table over
+seeds (mean ± std) is written to ``OUT/ablations.md`` and ``OUT/ablations.json``; ``--ship`` copies the
+first seed's final model and one test video into the package as the ``demo`` model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from sevila.config import SeViLAConfig
+from sevila.demo.ablations import Scores, evaluate_choice, with_localizer
+from sevila.demo.backbone import pretrain_backbone
+from sevila.demo.frame_tasks import EXTRA_WORDS
+from sevila.model import SeViLA, build_word_tokenizer
+from sevila.synth import synthesize, world_vocabulary
+from sevila.synth.generate import plan_world
+from sevila.train import train
+from sevila.train.config import config_from_dict
+
+logger = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
+
+
+@dataclass
+class Settings:
+    videos: int = 300
+    backbone_scenes: int = 300
+    backbone_steps: int = 800
+    backbone_batch: int = 32
+    epochs: dict[str, int] = field(default_factory=lambda: {
+        "pretrain-localizer": 5, "finetune-answerer": 5, "uniform": 5, "refine-localizer": 3,
+    })
+    batch_size: int = 8
+    lr: float = 1e-3
+    warmup_steps: int = 20
+
+
+QUICK = Settings(videos=12, backbone_scenes=12, backbone_steps=4, backbone_batch=4,
+                 epochs={"pretrain-localizer": 1, "finetune-answerer": 1, "uniform": 1, "refine-localizer": 1},
+                 batch_size=2, warmup_steps=1)
+
+
+def toy_tokenizer():
+    return build_word_tokenizer([*world_vocabulary(), *EXTRA_WORDS])
+
+
+def _stage_config(stage: str, model: str, out: Path, data: Path, settings: Settings, seed: int, *,
+                  epochs: int, train_frames: int, eval_frames: int, uniform: bool = False) -> dict:
+    kind = "moments" if stage == "pretrain-localizer" else "qa"
+    return {
+        "stage": stage, "model": model, "output_dir": str(out), "epochs": epochs,
+        "batch_size": settings.batch_size, "eval_batch_size": 8, "seed": seed, "uniform_frames": uniform,
+        "num_keyframes": 4, "checkpoint_every_steps": 0, "log_every_steps": 10, "tensorboard": False,
+        "data": {"train": str(data / f"{kind}_train.jsonl"), "val": str(data / f"{kind}_val.jsonl"),
+                 "video_root": str(data / "videos"), "train_frames": train_frames, "eval_frames": eval_frames,
+                 "image_size": 64, "num_workers": 0},
+        "optim": {"lr": settings.lr, "warmup_steps": settings.warmup_steps, "weight_decay": 0.05},
+    }
+
+
+def _run_stage(config: dict) -> Path:
+    out = Path(config["output_dir"])
+    if (out / "best" / "config.json").is_file():  # done by an earlier, interrupted build
+        return out / "best"
+    if out.exists():
+        shutil.rmtree(out)
+    result = train(config_from_dict(config))
+    return Path(result.best_dir)
+
+
+def build_seed(out: Path, seed: int, settings: Settings, progress: bool = True) -> dict[str, Scores]:
+    """Everything for one seed; returns the scores of every row of the ablation table."""
+    data = out / "data"
+    if not (data / "qa_test.jsonl").is_file():
+        if data.exists():
+            shutil.rmtree(data)
+        synthesize(data, settings.videos, seed=seed)
+    backbone = out / "backbone"
+    if not (backbone / "config.json").is_file():
+        torch.manual_seed(seed)
+        model = SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer())
+        scenes = [v.scene for v in plan_world(settings.backbone_scenes, seed=10_000 + seed)]
+        began = time.perf_counter()
+        losses = pretrain_backbone(model, scenes, settings.backbone_steps, settings.backbone_batch, seed=seed,
+                                   progress=progress)
+        logger.info("seed %d: backbone loss %.3f -> %.3f in %.1f min", seed, losses[0],
+                    sum(losses[-20:]) / len(losses[-20:]), (time.perf_counter() - began) / 60)
+        model.save_pretrained(backbone)
+
+    def stage(name: str, stage_name: str, start: Path, **kw) -> Path:
+        began = time.perf_counter()
+        best = _run_stage(_stage_config(stage_name, str(start), out / name, data, settings, seed,
+                                        epochs=settings.epochs[name], **kw))
+        logger.info("seed %d: %s done in %.1f min", seed, name, (time.perf_counter() - began) / 60)
+        return best
+
+    pretrained = stage("pretrain-localizer", "pretrain-localizer", backbone, train_frames=4, eval_frames=32)
+    answerer = stage("finetune-answerer", "finetune-answerer", pretrained, train_frames=32, eval_frames=32)
+    uniform = stage("uniform", "finetune-answerer", pretrained, train_frames=4, eval_frames=4, uniform=True)
+    refined = stage("refine-localizer", "refine-localizer", answerer, train_frames=8, eval_frames=32)
+
+    test, evidence, videos = data / "qa_test.jsonl", data / "evidence.jsonl", data / "videos"
+
+    def measure(model: SeViLA, choice: str) -> Scores:
+        return evaluate_choice(model, test, evidence, videos, choice)
+
+    load = SeViLA.from_pretrained
+    rows = {
+        "answerer on 4 uniform frames": measure(load(uniform), "uniform"),
+        "4 keyframes of 32, untrained localizer": measure(with_localizer(load(answerer), load(backbone)), "localizer"),
+        "4 keyframes of 32, pre-trained localizer": measure(load(answerer), "localizer"),
+        "4 keyframes of 32, self-refined localizer": measure(load(refined), "localizer"),
+        "4 oracle keyframes of 32": measure(load(answerer), "oracle"),
+    }
+    (out / "scores.json").write_text(json.dumps({k: asdict(v) for k, v in rows.items()}, indent=2) + "\n")
+    return rows
+
+
+def _mean_std(values: list[float | None]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.1f} ± {std:.1f}"
+
+
+def table(per_seed: dict[int, dict[str, Scores]]) -> str:
+    names = list(next(iter(per_seed.values())))
+    lines = [
+        f"| setting ({len(per_seed)} seeds: {', '.join(map(str, per_seed))}) | QA accuracy (%) | evidence hit (%) | keyframe precision (%) |",
+        "|---|---|---|---|",
+    ]
+    for name in names:
+        cells = [_mean_std([getattr(s[name], f) for s in per_seed.values()])
+                 for f in ("accuracy", "evidence_hit", "keyframe_precision")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ship(run: Path) -> None:
+    """Copy a seed's final model (self-refined localizer + fine-tuned answerer) and one test video into the
+    package as the ``demo`` model."""
+    from sevila.data import read_records
+
+    if ASSETS.exists():
+        shutil.rmtree(ASSETS)
+    ASSETS.mkdir(parents=True)
+    SeViLA.from_pretrained(run / "refine-localizer" / "best").save_pretrained(ASSETS / "model")
+    record = read_records(run / "data" / "qa_test.jsonl")[0]
+    shutil.copy(run / "data" / "videos" / f"{record.video}.mp4", ASSETS / "example.mp4")
+    example = {"video": "example.mp4", "question": record.question, "options": record.options,
+               "answer": record.answer}
+    (ASSETS / "example.json").write_text(json.dumps(example, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="working folder (resumable: finished steps are kept)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true", help="a few-second smoke version (tests, CI)")
+    parser.add_argument("--ship", action="store_true", help="install the first seed's model as the 'demo' model")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = QUICK if args.quick else Settings()
+    started = time.perf_counter()
+    per_seed = {seed: build_seed(args.out / f"seed{seed}", seed, settings, progress=not args.quick)
+                for seed in args.seeds}
+    text = table(per_seed)
+    minutes = (time.perf_counter() - started) / 60
+    (args.out / "ablations.md").write_text(text + f"\n{minutes:.1f} minutes on this machine for this build.\n")
+    (args.out / "ablations.json").write_text(json.dumps(
+        {seed: {k: asdict(v) for k, v in rows.items()} for seed, rows in per_seed.items()}, indent=2) + "\n")
+    print(text)
+    if args.ship:
+        ship(args.out / f"seed{args.seeds[0]}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

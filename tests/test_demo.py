@@ -1,0 +1,81 @@
+"""The demo: single-frame backbone tasks, oracle keyframes, the pipeline's smoke run, the shipped model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sevila import cli
+from sevila.checkpoints import DEMO_DIR
+from sevila.demo.ablations import oracle_positions
+from sevila.demo.frame_tasks import frame_tasks, visible_objects
+from sevila.synth.evidence import Evidence
+from sevila.synth.generate import plan_world
+
+
+def test_frame_tasks_describe_what_is_visible():
+    scene = plan_world(3, seed=7)[0].scene
+    event = scene.events[0]
+    frame = (event.first + event.last) // 2
+    objects = visible_objects(scene, frame)
+    tasks = frame_tasks(scene, frame, np.random.default_rng(0))
+    caption = tasks[0]
+    assert caption.prompt == "Describe the frame."
+    assert caption.target == " and ".join(f"a {o.colour} {o.shape}" for o in objects)
+    assert [o.x for o in objects] == sorted(o.x for o in objects)
+    yes_no = tasks[-1]
+    assert yes_no.target in ("yes", "no")
+    named = yes_no.prompt.split("Is there a ")[1].split("?")[0]
+    assert (yes_no.target == "yes") == any(f"{o.colour} {o.shape}" == named for o in objects)
+    for task in tasks[1:-1]:
+        assert task.target.startswith("Option ") and task.prompt.startswith("Question: ")
+
+
+def test_oracle_keyframes_cover_every_evidence_window():
+    times = [i * 0.25 for i in range(32)]
+    two = Evidence("q", "v", [[1.0, 1.5], [6.0, 6.25]], [[8, 9, 10, 11, 12], [48, 49, 50]])
+    picked = oracle_positions(two, times, 4)
+    assert picked == sorted(picked) and len(picked) == 4
+    assert any(1.0 <= times[p] <= 1.5 for p in picked) and any(6.0 <= times[p] <= 6.25 for p in picked)
+    one = Evidence("q", "v", [[2.0, 2.25]], [[16, 17, 18]])  # two candidates inside: topped up by nearest
+    picked = oracle_positions(one, times, 4)
+    assert {8, 9} <= set(picked) and len(picked) == 4
+
+
+def test_pipeline_smoke_run(tmp_path):
+    from sevila.demo.build import main
+
+    assert main(["--out", str(tmp_path), "--seeds", "0", "--quick"]) == 0
+    table = (tmp_path / "ablations.md").read_text()
+    assert "4 oracle keyframes of 32" in table and "self-refined localizer" in table
+    scores = json.loads((tmp_path / "ablations.json").read_text())["0"]
+    assert len(scores) == 5 and all(0 <= s["accuracy"] <= 100 for s in scores.values())
+    assert scores["4 oracle keyframes of 32"]["evidence_hit"] == 100.0
+    for stage in ("pretrain-localizer", "finetune-answerer", "uniform", "refine-localizer"):
+        assert (tmp_path / "seed0" / stage / "best" / "model.safetensors").is_file()
+
+
+needs_demo = pytest.mark.skipif(not (DEMO_DIR / "model" / "config.json").is_file(),
+                                reason="the demo model is not built into this checkout (python -m sevila.demo.build --ship)")
+
+
+@needs_demo
+def test_demo_command_answers_the_example(capsys):
+    assert cli.main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "Answer: (" in out and "Keyframes: " in out and "Frame scores" in out and "Correct answer" in out
+
+
+@needs_demo
+def test_demo_model_by_name_everywhere(capsys):
+    example = json.loads((DEMO_DIR / "example.json").read_text())
+    args = ["answer", str(DEMO_DIR / example["video"]), "-q", example["question"], "--no-cache", "--json"]
+    for option in example["options"]:
+        args += ["-o", option]
+    assert cli.main(args) == 0  # --model defaults to demo
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["keyframes"]) == 4 and len(result["frame_scores"]) == 32
+    from sevila.inference import VideoQA
+
+    qa = VideoQA.load("demo", device="cpu", cache=False)
+    assert qa.predict(DEMO_DIR / example["video"], example["question"], example["options"]).index == result["index"]
