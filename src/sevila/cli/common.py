@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from sevila.features import CACHE_ENV
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, prompt_style: bool = True) -> None:
@@ -19,7 +18,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, prompt_style: bool = Tr
     if prompt_style:
         parser.add_argument("--prompt-style", default="nextqa",
                             help="prompt wording: nextqa (multiple choice, default), vlep or demo")
-    parser.add_argument("--cache-dir", default=None, help=f"feature cache folder (default: ${CACHE_ENV} or ~/.cache/sevila/features)")
+    parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: $SEVILA_CACHE_DIR or ~/.cache/sevila/features)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
 
 

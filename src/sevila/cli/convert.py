@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from sevila.checkpoints import BLIP2_HUB_ID
+BLIP2_HUB_ID = "Salesforce/blip2-flan-t5-xl"  # as sevila.checkpoints; not imported here so --help stays fast
 
 
 def register(subparsers) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from sevila.checkpoints import DEMO_DIR
 
 
 def register(subparsers) -> None:
@@ -24,6 +23,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sevila.checkpoints import DEMO_DIR
     from sevila.cli.answer import print_answer
     from sevila.inference import VideoQA
 
