@@ -65,11 +65,11 @@ def test_pretrain_localizer_through_the_cli(world, tmp_path):
     assert main(["train", str(path)]) == 0
     metrics = read_metrics(tmp_path / "run")
     assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3, 4]
-    assert [m["epoch"] for m in metrics if "val_frame_accuracy" in m] == [0, 1]
-    assert all(0 <= m["val_frame_accuracy"] <= 1 for m in metrics if "val_frame_accuracy" in m)
+    assert [m["epoch"] for m in metrics if "val_top1_frame_hit" in m] == [0, 1]
+    assert all(0 <= m["val_top1_frame_hit"] <= 1 for m in metrics if "val_top1_frame_hit" in m)
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["metric"] == "val_frame_accuracy" and summary["global_step"] == 4
+    assert summary["metric"] == "val_top1_frame_hit" and summary["global_step"] == 4
     best = SeViLA.from_pretrained(tmp_path / "run" / "best")
     assert not torch.equal(best.localizer.query_tokens, SeViLA.from_pretrained(world["model"]).localizer.query_tokens)
 

@@ -347,7 +347,8 @@ class StageRun:
                 counts += torch.tensor(self.recipe.score(self.model, batch), dtype=torch.float64)
         counts = self.accelerator.reduce(counts.to(self.accelerator.device), "sum").cpu()
         if counts[1] == 0:
-            raise ValueError(f"{self.config.data.val}: no validation item could be loaded")
+            raise ValueError(f"{self.config.data.val}: no validation item could be loaded or scored "
+                             f"(for moment queries: none has a sampled frame inside a relevant window)")
         return float(counts[0] / counts[1])
 
     # ------------------------------------------------------------------ writing

@@ -57,18 +57,24 @@ class PretrainLocalizer(Recipe):
     stage = "pretrain-localizer"
     branch = "localizer"
     record_type = MomentRecord
-    metric = "val_frame_accuracy"
+    metric = "val_top1_frame_hit"
 
     def loss(self, model: SeViLA, batch: Batch) -> torch.Tensor:
         return model.pretrain_localizer_loss(batch["frames"], batch["loc_prompt"], batch["frame_labels"]).loss
 
     def score(self, model: SeViLA, batch: Batch) -> tuple[int, int]:
-        """A frame is predicted "yes" when its yes logit beats its no logit (the original's moment task)."""
+        """Queries whose highest-scoring frame (by the "yes" logit, what keyframe selection ranks) lies in a
+        relevant window. The original selected by frame-level yes/no accuracy, which is degenerate when most
+        frames are "no": a localizer that always says "no" scores the share of "no" frames at every epoch,
+        and the first epoch stays "best". Queries without a relevant frame among the sampled ones are skipped.
+        """
         features = model.encode_frames(batch["frames"])
-        logits = model.frame_scores(features.localizer, batch["loc_prompt"], with_no=True)
-        predicted = (logits[..., 0] > logits[..., 1]).cpu()
+        scores = model.frame_scores(features.localizer, batch["loc_prompt"]).cpu()
         labels = batch["frame_labels"]
-        return int((predicted == labels).sum()), labels.numel()
+        has_positive = labels.any(dim=1)
+        top = scores.argmax(dim=1)
+        hits = labels[torch.arange(len(top)), top] & has_positive
+        return int(hits.sum()), int(has_positive.sum())
 
 
 def by_option_count(batch: Batch, part_loss) -> torch.Tensor:
