@@ -163,7 +163,8 @@ def ship(run: Path) -> None:
     if ASSETS.exists():
         shutil.rmtree(ASSETS)
     ASSETS.mkdir(parents=True)
-    SeViLA.from_pretrained(run / "refine-localizer" / "best").save_pretrained(ASSETS / "model")
+    # Stored in bfloat16 (half the bytes; loading casts back to the parameters' float32).
+    SeViLA.from_pretrained(run / "refine-localizer" / "best").to(torch.bfloat16).save_pretrained(ASSETS / "model")
     record = read_records(run / "data" / "qa_test.jsonl")[0]
     shutil.copy(run / "data" / "videos" / f"{record.video}.mp4", ASSETS / "example.mp4")
     example = {"video": "example.mp4", "question": record.question, "options": record.options,
