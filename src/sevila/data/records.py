@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sevila.data.sources import DataError, Row, atomic_write_text, index_position, read_jsonl
+from sevila.data.sources import DataError, Row, atomic_write_text, index_position, read_jsonl, unique_by_qid
 
 QA_DATASETS = ("nextqa", "nextgqa", "star", "how2qa", "tvqa", "vlep")
 MOMENT_DATASETS = ("qvhighlights",)
@@ -224,13 +224,7 @@ def record_from_dict(
 
 def iter_records(path: str | os.PathLike[str]) -> Iterator[Record]:
     """Records of a JSONL file, validated line by line; a repeated qid is an error (metrics key on qids)."""
-    seen: dict[str, str] = {}
-    for row in read_jsonl(path):
-        record = record_from_dict(row.data, path, row.position)
-        if record.qid in seen:
-            raise row.error("qid", f"{record.qid!r} repeats the qid of {seen[record.qid]}")
-        seen[record.qid] = row.position
-        yield record
+    yield from unique_by_qid(read_jsonl(path), lambda row: record_from_dict(row.data, path, row.position))
 
 
 def read_records(path: str | os.PathLike[str]) -> list[Record]:

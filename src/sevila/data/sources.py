@@ -14,9 +14,11 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class DataError(ValueError):
@@ -140,6 +142,19 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Row]:
             if not isinstance(data, dict):
                 raise DataError(path, line_position(number), None, f"expected a JSON object, got {_show(data)}")
             yield Row(data, path, line_position(number))
+
+
+def unique_by_qid(rows: Iterable[Row], parse: Callable[[Row], T]) -> Iterator[T]:
+    """``parse`` every row; an item whose ``qid`` an earlier row already had is an error naming both rows
+    (predictions, answer keys and records are all keyed by qid)."""
+    seen: dict[Any, str] = {}
+    for row in rows:
+        item = parse(row)
+        qid = item.qid  # type: ignore[attr-defined]
+        if qid in seen:
+            raise row.error("qid", f"{qid!r} repeats the qid of {seen[qid]}")
+        seen[qid] = row.position
+        yield item
 
 
 def load_json(path: str | os.PathLike[str]) -> Any:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sevila.data.records import QARecord, record_from_dict
-from sevila.data.sources import Row, index_position, json_array_rows, load_json, read_jsonl
+from sevila.data.sources import Row, index_position, json_array_rows, load_json, read_jsonl, unique_by_qid
 
 NEXTQA_GROUPS = {
     "Causal": ("CW", "CH"),
@@ -114,15 +114,7 @@ def _rows(path: str | os.PathLike[str]) -> Iterable[Row]:
 
 def read_predictions(path: str | os.PathLike[str]) -> list[QAPrediction]:
     """Prediction rows of a file (JSONL or a JSON array); a repeated qid is an error naming both rows."""
-    seen: dict[str, str] = {}
-    predictions = []
-    for row in _rows(path):
-        prediction = prediction_from_row(row)
-        if prediction.qid in seen:
-            raise row.error("qid", f"{prediction.qid!r} repeats the qid of {seen[prediction.qid]}")
-        seen[prediction.qid] = row.position
-        predictions.append(prediction)
-    return predictions
+    return list(unique_by_qid(_rows(path), prediction_from_row))
 
 
 def entry_from_record(record: QARecord) -> AnswerKeyEntry:
@@ -138,24 +130,19 @@ def read_answer_key(path: str | os.PathLike[str]) -> list[AnswerKeyEntry]:
     From the original list only ``qid`` and ``answer`` are read (its type is the qid prefix), so any of
     its datasets works without saying which. Errors name the file, the line (or record index) and field.
     """
-    key: list[AnswerKeyEntry] = []
-    seen: dict[str, str] = {}
-    for row in _rows(path):
+
+    def entry(row: Row) -> AnswerKeyEntry:
         if not row.has("kind"):  # an element of the original list
             qid = row.str("qid")
-            entry = AnswerKeyEntry(qid, row.int("answer", low=0), question_type_of(qid))
-        else:
-            record = record_from_dict(row.data, path, row.position)
-            if not isinstance(record, QARecord):
-                raise row.error("kind", f"expected a QA record, got {record.kind!r}")
-            if record.answer is None:
-                raise row.error("answer", "is null (an unlabeled split cannot be scored)")
-            entry = entry_from_record(record)
-        if entry.qid in seen:
-            raise row.error("qid", f"{entry.qid!r} repeats the qid of {seen[entry.qid]}")
-        seen[entry.qid] = row.position
-        key.append(entry)
-    return key
+            return AnswerKeyEntry(qid, row.int("answer", low=0), question_type_of(qid))
+        record = record_from_dict(row.data, path, row.position)
+        if not isinstance(record, QARecord):
+            raise row.error("kind", f"expected a QA record, got {record.kind!r}")
+        if record.answer is None:
+            raise row.error("answer", "is null (an unlabeled split cannot be scored)")
+        return entry_from_record(record)
+
+    return list(unique_by_qid(_rows(path), entry))
 
 
 def _parse_all(predictions: Iterable[QAPrediction | Mapping[str, Any]]) -> list[QAPrediction]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sevila.data.records import MomentRecord, record_from_dict
-from sevila.data.sources import Row, atomic_write_text, read_jsonl
+from sevila.data.sources import Row, atomic_write_text, read_jsonl, unique_by_qid
 
 CLIP_LENGTH = 2  # seconds per QVHighlights clip: clip i covers [2i, 2i + 2)
 NUM_ANNOTATORS = 3  # saliency scores per relevant clip (the official evaluator assumes three)
@@ -125,15 +125,7 @@ def prediction_from_row(row: Row) -> MomentPrediction:
 
 def read_submission(path: str | os.PathLike[str]) -> list[MomentPrediction]:
     """The rows of a submission file; a qid given twice is an error naming both lines."""
-    seen: dict[int, str] = {}
-    predictions = []
-    for row in read_jsonl(path):
-        prediction = prediction_from_row(row)
-        if prediction.qid in seen:
-            raise row.error("qid", f"{prediction.qid} repeats the qid of {seen[prediction.qid]}")
-        seen[prediction.qid] = row.position
-        predictions.append(prediction)
-    return predictions
+    return list(unique_by_qid(read_jsonl(path), prediction_from_row))
 
 
 def annotation_from_row(row: Row) -> MomentAnnotation:
@@ -190,12 +182,4 @@ def _saliency(row: Row, num_clips: int) -> tuple[tuple[int, ...], tuple[tuple[in
 
 def read_qvhighlights_annotations(path: str | os.PathLike[str]) -> list[MomentAnnotation]:
     """The ground truth of a split; a qid given twice is an error naming both lines."""
-    seen: dict[int, str] = {}
-    annotations = []
-    for row in read_jsonl(path):
-        annotation = annotation_from_row(row)
-        if annotation.qid in seen:
-            raise row.error("qid", f"{annotation.qid} repeats the qid of {seen[annotation.qid]}")
-        seen[annotation.qid] = row.position
-        annotations.append(annotation)
-    return annotations
+    return list(unique_by_qid(read_jsonl(path), annotation_from_row))
