@@ -28,6 +28,7 @@ from sevila.config import SeViLAConfig
 from sevila.demo.ablations import Scores, evaluate_choice, with_localizer
 from sevila.demo.backbone import pretrain_backbone
 from sevila.demo.frame_tasks import EXTRA_WORDS
+from sevila.features import FeatureCache
 from sevila.model import SeViLA, build_word_tokenizer
 from sevila.synth import synthesize, world_vocabulary
 from sevila.synth.generate import plan_world
@@ -119,8 +120,11 @@ def build_seed(out: Path, seed: int, settings: Settings, progress: bool = True) 
 
     test, evidence, videos = data / "qa_test.jsonl", data / "evidence.jsonl", data / "videos"
 
+    # A video's questions (and rows sharing a model) reuse its encoded frames instead of decoding again.
+    cache = FeatureCache(out / "features")
+
     def measure(model: SeViLA, choice: str) -> Scores:
-        return evaluate_choice(model, test, evidence, videos, choice)
+        return evaluate_choice(model, test, evidence, videos, choice, cache=cache)
 
     load = SeViLA.from_pretrained
     rows = {
