@@ -79,3 +79,13 @@ def test_demo_model_by_name_everywhere(capsys):
 
     qa = VideoQA.load("demo", device="cpu", cache=False)
     assert qa.predict(DEMO_DIR / example["video"], example["question"], example["options"]).index == result["index"]
+
+
+def test_demo_errors_are_one_line(monkeypatch, tmp_path, capsys):
+    import sevila.checkpoints as checkpoints
+
+    assert cli.main(["demo", "-q", "what colour?"]) == 2
+    assert "give both --question and --option" in capsys.readouterr().err
+    monkeypatch.setattr(checkpoints, "DEMO_DIR", tmp_path)
+    with pytest.raises(checkpoints.CheckpointError, match="the demo model is not installed"):
+        checkpoints.load_model("demo")

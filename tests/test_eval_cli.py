@@ -87,3 +87,21 @@ def test_eval_of_moment_queries_writes_a_submission_and_official_metrics(setup, 
     assert all(p.windows and p.saliency for p in submission)
     # threshold 0: every frame positive, one span covering the whole video
     assert submission[0].windows[0][:2] == (0.0, 4.0)
+
+
+def test_unlabeled_and_mixed_splits(setup, tmp_path, capsys):
+    from sevila.data import MomentRecord
+
+    unlabeled = [QARecord(qid="CW_a_1", video="a", dataset="nextqa", question="q?", options=["x", "y"], answer=None)]
+    write_records(tmp_path / "test.jsonl", unlabeled)
+    args = eval_args(setup, tmp_path / "out.jsonl")
+    args[args.index("--annotations") + 1] = str(tmp_path / "test.jsonl")
+    assert cli.main(args) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["num_predicted"] == 1 and "unlabeled" in metrics["note"]
+    mixed = unlabeled + [MomentRecord(qid="QVHighlight_1", video="a", query="a cup", duration=4.0)]
+    write_records(tmp_path / "mixed.jsonl", mixed)
+    args[args.index("--annotations") + 1] = str(tmp_path / "mixed.jsonl")
+    args[args.index("--output") + 1] = str(tmp_path / "mixed-out.jsonl")
+    assert cli.main(args) == 2
+    assert "mixed.jsonl: mixes multiple-choice and moment records" in capsys.readouterr().err
