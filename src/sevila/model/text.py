@@ -61,6 +61,7 @@ class PromptTokenizer:
         self.no_id = single_token_id(tokenizer, config.no_word)
         self.option_ids = [single_token_id(tokenizer, letter) for letter in config.option_letters]
         self.frame_prefix = self.prefixes([config.frame_prefix])
+        self._keyframe_prefixes: dict[int, TokenizedText] = {}
         self._config = config
 
     def __call__(self, texts: Sequence[str]) -> TokenizedText:
@@ -85,7 +86,10 @@ class PromptTokenizer:
         return TokenizedText(encoded.input_ids, encoded.attention_mask)
 
     def keyframe_prefixes(self, count: int) -> TokenizedText:
-        return self.prefixes(self._config.keyframe_prefixes(count))
+        """``"Frame 1: "`` .. ``"Frame {count}: "``, tokenised once per count (every answerer call needs them)."""
+        if count not in self._keyframe_prefixes:
+            self._keyframe_prefixes[count] = self.prefixes(self._config.keyframe_prefixes(count))
+        return self._keyframe_prefixes[count]
 
     def labels(self, targets: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(labels with padding set to -100, decoder attention mask) for teacher-forced training."""
