@@ -43,3 +43,14 @@ def test_unknown_preset_and_fields_are_named(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="config.json: not valid JSON"):
         SeViLAConfig.load(path)
+
+
+def test_a_vit_built_from_scratch_is_initialised_at_the_usual_scale():
+    """transformers' BLIP-2 vision default (1e-10) would leave a ViT trained from scratch all but dead."""
+    import torch
+    from transformers import Blip2VisionModel
+
+    torch.manual_seed(0)
+    vit = Blip2VisionModel(SeViLAConfig.preset("toy").to_hf_vision_config())
+    for name in ("embeddings.patch_embedding.weight", "encoder.layers.0.mlp.fc1.weight"):
+        assert 0.01 < float(vit.get_parameter(name).detach().std()) < 0.03, name

@@ -177,6 +177,10 @@ class SeViLAConfig:
             layer_norm_eps=v.layer_norm_eps,
             attention_dropout=0.0,
             qkv_bias=True,
+            # transformers' BLIP-2 vision default is 1e-10, which leaves a ViT trained from scratch all but
+            # dead (patch embeddings ~0, gradients ~0). Loaded checkpoints overwrite it; from scratch, use
+            # the usual ViT scale.
+            initializer_range=0.02,
         )
 
     def to_hf_qformer_config(self):
