@@ -142,3 +142,19 @@ def test_deck_deals_rounds_and_honours_constraints():
         deck.draw({"b"})
     assert sorted([deck.draw(), deck.draw()]) == ["a", "c"]
     assert deck.can_draw({"b"})  # a new round
+
+
+def test_only_event_shapes_have_named_colours():
+    """Background shapes are grey, so an event's frames show no named colour but the event's own."""
+    from sevila.demo.frame_tasks import visible_objects
+    from sevila.synth.world import GREY_RGB
+
+    backgrounds = [s for v in WORLD for s in v.scene.background]
+    assert len(backgrounds) > 200 and all(s.rgb == GREY_RGB for s in backgrounds)
+    for v in WORLD[:60]:
+        for event in v.scene.events:
+            looks = {(s.rgb, s.shape) for s in event.sprites}
+            for frame in range(event.first, event.last + 1):
+                for o in visible_objects(v.scene, frame):
+                    rgb = COLOURS.get(o.colour)
+                    assert o.colour == "white" or (rgb, o.shape) in looks, (v.name, event, frame, o)

@@ -22,6 +22,7 @@ from sevila.synth.world import (
     COLOURS,
     COUNT_WORDS,
     DIRECTIONS,
+    GREY_RGB,
     NUM_FRAMES,
     RADIUS,
     SHAPES,
@@ -84,15 +85,11 @@ def plan_scene(rng: np.random.Generator, decks: SceneDecks) -> Scene:
     kinds = [EVENT_TYPES[i] for i in rng.permutation(len(EVENT_TYPES))[:count]]
     spans = _schedule(rng, [int(rng.integers(*EVENT_LENGTHS[k], endpoint=True)) for k in kinds])
     background = tuple(_background_sprite(rng) for _ in range(rng.choice(BACKGROUND_SHAPES[0], p=BACKGROUND_SHAPES[1])))
-    taken = {(_colour_name(s.rgb), s.shape) for s in background}
+    taken: set[tuple[str, str]] = set()  # grey background shapes share no identity with event shapes
     events = tuple(
         _make_event(kind, first, last, rng, decks, background, taken) for kind, (first, last) in zip(kinds, spans)
     )
     return Scene(background, events)
-
-
-def _colour_name(rgb: tuple[int, int, int]) -> str:
-    return next(name for name, value in COLOURS.items() if value == rgb)
 
 
 def _free_identity(rng: np.random.Generator, taken: set[tuple[str, str]], but: str | None = None) -> tuple[str, str]:
@@ -129,8 +126,7 @@ def _background_sprite(rng: np.random.Generator) -> Sprite:
     angle = rng.uniform(0, 2 * np.pi)
     velocity = rng.uniform(*DRIFT_SPEED) * np.array([np.cos(angle), np.sin(angle)])
     path = _reflect(start + np.arange(NUM_FRAMES)[:, None] * velocity, low, high)
-    colour = str(rng.choice(list(COLOURS)))
-    return Sprite(str(rng.choice(SHAPES)), COLOURS[colour], radius, 0, path)
+    return Sprite(str(rng.choice(SHAPES)), GREY_RGB, radius, 0, path)
 
 
 def _clearance(xy: np.ndarray, first: int, background: Sequence[Sprite], radius: int) -> float:

@@ -7,8 +7,8 @@ frames: choosing frames matters. 8 fps also makes every frame time ``i / 8`` exa
 written in seconds select exactly the intended frames under the ``start <= index / fps <= end`` rule of
 `sevila.data.targets.frame_labels`.
 
-Background shapes drift slowly for the whole video and say nothing about the answers; every shape an event
-is about exists only during that event.
+Grey background shapes drift slowly for the whole video and say nothing about the answers; every shape an
+event is about exists only during that event.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ RADIUS = 6
 BACKGROUND_RGB = (24, 24, 24)
 WHITE_RGB = (245, 245, 245)
 """Flashing shapes are white, a colour no other shape has, so a flash is countable in one frame."""
+GREY_RGB = (120, 120, 120)
+"""Background shapes are grey, a colour no question or option names: in an event's frames the only
+named-colour shapes are the event's, so its evidence frames answer its question without the rest of the
+video (while the other events' shapes, seen outside the evidence, are the distractors)."""
 # Saturated, far apart in hue (and in the YUV chroma plane), so compression cannot confuse them.
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
