@@ -29,6 +29,30 @@ def test_frame_tasks_describe_what_is_visible():
     assert (yes_no.target == "yes") == any(f"{o.colour} {o.shape}" == named for o in objects)
     for task in tasks[1:-1]:
         assert task.target.startswith("Option ") and task.prompt.startswith("Question: ")
+    assert not caption.choices and all(task.target in task.choices for task in tasks[1:])
+    single = [o for o in objects if o.colour != "white"]
+    generic = [t for t in tasks if "What colour is the shape?" in t.prompt]
+    assert len(generic) == (len(single) == 1)
+    if generic:
+        letter = generic[0].target[-1]
+        assert f"Option {letter}: {single[0].colour} " in generic[0].prompt
+
+
+def test_backbone_accuracy_is_measured_per_kind_of_task():
+    import torch
+
+    from sevila.config import SeViLAConfig
+    from sevila.demo.backbone import frame_task_accuracy
+    from sevila.demo.build import toy_tokenizer
+    from sevila.model import SeViLA
+
+    torch.manual_seed(0)
+    model = SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer())
+    scenes = [v.scene for v in plan_world(4, seed=3)]
+    first = frame_task_accuracy(model, scenes, count=30)
+    assert set(first) == {"multiple choice", "yes/no"}
+    assert all(0 <= value <= 100 for value in first.values())
+    assert frame_task_accuracy(model, scenes, count=30) == first  # deterministic for a seed
 
 
 def test_oracle_keyframes_cover_every_evidence_window():

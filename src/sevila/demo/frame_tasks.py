@@ -19,9 +19,10 @@ from sevila.synth.world import COLOURS, COUNT_WORDS, DIRECTIONS, SHAPES, WHITE_R
 
 CAPTION_PROMPT = "Describe the frame."
 YES_NO_TEMPLATE = "Is there a {colour} {shape}? Answer yes or no."
+YES_NO = ("yes", "no")
 EXTRA_WORDS = ("Describe", "Is", "there", "a", "Answer", "yes", "or", "no", "and", "nothing", "white",
                "What", "colour", "is", "the", "shape", "How", "many", "shapes", "are", "Which", "way", "moving",
-               "one", "zero")
+               "one", "zero", "it")
 _NAMES = {rgb: name for name, rgb in COLOURS.items()} | {WHITE_RGB: "white"}
 
 
@@ -29,6 +30,8 @@ _NAMES = {rgb: name for name, rgb in COLOURS.items()} | {WHITE_RGB: "white"}
 class FrameTask:
     prompt: str
     target: str
+    choices: tuple[str, ...] = ()
+    """The possible targets of a closed question (the target among them); empty for a caption."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ def _choice(options: list[str], answer: str, rng: np.random.Generator, size: int
 
 def _multiple_choice(question: str, options: list[str], answer: str, rng: np.random.Generator) -> FrameTask:
     shuffled, index = _choice(options, answer, rng)
-    return FrameTask(prompts.qa_prompt(question, shuffled), prompts.answer_target(index))
+    letters = [prompts.answer_target(i) for i in range(len(shuffled))]
+    return FrameTask(prompts.qa_prompt(question, shuffled), letters[index], tuple(letters))
 
 
 def frame_tasks(scene: Scene, frame: int, rng: np.random.Generator) -> list[FrameTask]:
@@ -74,6 +78,10 @@ def frame_tasks(scene: Scene, frame: int, rng: np.random.Generator) -> list[Fram
     for shape, found in by_shape.items():
         if len(found) == 1:
             tasks.append(_multiple_choice(f"What colour is the {shape}?", colours, found[0].colour, rng))
+    named = [o for o in objects if o.colour != "white"]
+    if len(named) == 1:  # the single-frame form of the video questions about "the shape that appeared"
+        tasks.append(_multiple_choice("What colour is the shape?", colours, named[0].colour, rng))
+        tasks.append(_multiple_choice("What shape is it?", list(SHAPES), named[0].shape, rng))
     by_colour = {c: [o for o in objects if o.colour == c] for c in colours}
     for colour, found in by_colour.items():
         if len(found) == 1:
@@ -90,11 +98,11 @@ def frame_tasks(scene: Scene, frame: int, rng: np.random.Generator) -> list[Fram
     present = {(o.colour, o.shape) for o in objects}
     if objects and rng.random() < 0.5:
         colour, shape = sorted(present)[rng.integers(len(present))]
-        tasks.append(FrameTask(YES_NO_TEMPLATE.format(colour=colour, shape=shape), "yes"))
+        tasks.append(FrameTask(YES_NO_TEMPLATE.format(colour=colour, shape=shape), "yes", YES_NO))
     else:
         absent = [(c, s) for c in colours for s in SHAPES if (c, s) not in present]
         colour, shape = absent[rng.integers(len(absent))]
-        tasks.append(FrameTask(YES_NO_TEMPLATE.format(colour=colour, shape=shape), "no"))
+        tasks.append(FrameTask(YES_NO_TEMPLATE.format(colour=colour, shape=shape), "no", YES_NO))
     return tasks
 
 
