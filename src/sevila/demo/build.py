@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     text = table(per_seed) + "\nBackbone single-frame accuracy on unseen scenes: " + ", ".join(
         f"{kind} {value:.1f}%" for kind, value in accuracy.items()) + ".\n"
     minutes = (time.perf_counter() - started) / 60
-    (args.out / "ablations.md").write_text(text + f"\n{minutes:.1f} minutes on this machine for this build.\n")
+    (args.out / "ablations.md").write_text(
+        text + f"\n{minutes:.1f} minutes on this machine for this run (steps finished earlier are reused).\n")
     (args.out / "ablations.json").write_text(json.dumps(
         {seed: {k: asdict(v) for k, v in rows.items()} for seed, rows in per_seed.items()}, indent=2) + "\n")
     print(text)
