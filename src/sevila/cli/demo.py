@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         "demo",
         help="answer a question about the bundled example video with the bundled demo model (seconds, CPU)",
         description=(
-            "The demo model is a tiny SeViLA trained through every stage on a synthetic world of moving "
+            "The demo model is a tiny SeViLA trained with the paper's stages on a synthetic world of moving "
             "shapes (see docs/demo.md). Without -q/-o it asks the example's own question."
         ),
     )

@@ -1,4 +1,4 @@
-"""The demo model: a tiny SeViLA trained on the synthetic world (`sevila.synth`) through every stage.
+"""The demo model: a tiny SeViLA taken through the paper's stages on the synthetic world (`sevila.synth`).
 
 `backbone` pre-trains the frozen parts on single frames (BLIP-2's role), `ablations` measures frame
 choices and localizers against the known evidence, `build` runs the whole pipeline over seeds and can ship

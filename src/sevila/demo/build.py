@@ -49,6 +49,8 @@ class Settings:
     backbone_scenes: int = 300
     backbone_steps: int = 2000
     backbone_batch: int = 32
+    backbone_check_tasks: int = 600
+    """Single-frame tasks of unseen scenes on which the backbone's accuracy is measured."""
     epochs: dict[str, int] = field(default_factory=lambda: {
         "pretrain-localizer": 5, "finetune-answerer": 5, "uniform": 5, "refine-localizer": 3,
     })
@@ -57,7 +59,7 @@ class Settings:
     warmup_steps: int = 20
 
 
-QUICK = Settings(videos=12, backbone_scenes=12, backbone_steps=4, backbone_batch=4,
+QUICK = Settings(videos=12, backbone_scenes=12, backbone_steps=4, backbone_batch=4, backbone_check_tasks=100,
                  epochs={"pretrain-localizer": 1, "finetune-answerer": 1, "uniform": 1, "refine-localizer": 1},
                  batch_size=2, warmup_steps=1)
 
@@ -107,7 +109,7 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path
     losses = pretrain_backbone(model, scenes, settings.backbone_steps, settings.backbone_batch, progress=progress)
     minutes = (time.perf_counter() - began) / 60
     held_out = [v.scene for v in plan_world(max(8, settings.backbone_scenes // 3), seed=HELD_OUT_SCENES_SEED)]
-    accuracy = frame_task_accuracy(model, held_out, count=100 if settings is QUICK else 600)
+    accuracy = frame_task_accuracy(model, held_out, count=settings.backbone_check_tasks)
     logger.info("backbone: loss %.3f -> %.3f in %.1f min; single-frame accuracy on unseen scenes %s", losses[0],
                 sum(losses[-20:]) / len(losses[-20:]), minutes, accuracy)
     model.save_pretrained(backbone)
