@@ -73,6 +73,22 @@ def test_save_and_load_round_trip(tmp_path):
     assert lm.encoder.embed_tokens.weight is lm.shared.weight and lm.lm_head.weight is not lm.shared.weight
 
 
+def test_a_tied_language_model_round_trips_tied(tmp_path):
+    config = tiny_model().config
+    config.language_model.tie_word_embeddings = True
+    model = tiny_model(seed=4, config=config)
+    assert model.language_model.lm_head.weight is model.language_model.shared.weight
+    with torch.no_grad():  # make the shared table distinctive, so a head loaded from elsewhere would differ
+        model.language_model.shared.weight.mul_(3.0)
+    model.save_pretrained(tmp_path / "m")
+    loaded = from_pretrained(tmp_path / "m")
+    lm = loaded.language_model
+    assert lm.lm_head.weight is lm.shared.weight
+    torch.testing.assert_close(lm.shared.weight, model.language_model.shared.weight, atol=0, rtol=0)
+    frames = random_frames(1, 6, model.config)
+    torch.testing.assert_close(predict(model, frames).option_scores, predict(loaded, frames).option_scores)
+
+
 def test_loading_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="model directory not found: nowhere"):
         from_pretrained("nowhere")

@@ -49,10 +49,13 @@ def build_language_model(config: SeViLAConfig) -> T5ForConditionalGeneration:
 
 
 def tie_input_embeddings(t5: T5ForConditionalGeneration) -> None:
-    """Make the encoder's and decoder's token embeddings the same tensor as ``shared`` again (T5 shares
-    them; moving a model off the meta device with ``to_empty`` gives each its own storage)."""
+    """Make the encoder's and decoder's token embeddings (and, in a tied config such as the toy preset's, the
+    LM head) the same tensor as ``shared`` again (moving a model off the meta device with ``to_empty`` gives
+    each its own storage)."""
     t5.encoder.embed_tokens.weight = t5.shared.weight
     t5.decoder.embed_tokens.weight = t5.shared.weight
+    if t5.config.tie_word_embeddings:
+        t5.lm_head.weight = t5.shared.weight
 
 
 def select_keyframes(frame_scores: torch.Tensor, k: int) -> torch.Tensor:
