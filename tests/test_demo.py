@@ -55,6 +55,67 @@ def test_backbone_accuracy_is_measured_per_kind_of_task():
     assert frame_task_accuracy(model, scenes, count=30) == first  # deterministic for a seed
 
 
+def test_text_option_tasks_look_up_options_both_ways():
+    from sevila.demo.build import toy_tokenizer
+    from sevila.demo.text_tasks import option_task
+
+    rng = np.random.default_rng(0)
+    reverse = [option_task(rng, 2, reverse_share=1.0) for _ in range(50)]
+    assert all(t.prompt.count(" Option ") == 2 and "What is option" in t.prompt for t in reverse)
+    for task in reverse:  # the reverse lookup's target is the word its letter labels
+        letter = task.prompt.split("What is option ")[1][0]
+        assert f"Option {letter}: {task.target}" in task.prompt and task.target in task.choices
+    mixed = [option_task(rng) for _ in range(300)]
+    forward = [t for t in mixed if t.target.startswith("Option ")]
+    assert 0.5 < len(forward) / len(mixed) < 0.9 and max(t.prompt.count(" Option ") for t in mixed) == 5
+    for task in forward:  # the forward lookup's target is the letter of the word asked about
+        word = task.prompt.split("Which option is ")[1].split("?")[0]
+        assert f"{task.target}: {word}" in task.prompt and task.target in task.choices
+    tokenizer = toy_tokenizer()  # every word of these tasks is one piece of the toy vocabulary
+    for task in reverse[:5] + forward[:5]:
+        pieces = tokenizer.convert_ids_to_tokens(tokenizer(task.prompt).input_ids)
+        assert all(len(piece.lstrip("▁")) > 1 or piece in ("▁A", "▁B", "▁C", "▁D", "▁E", ":", "?", "</s>")
+                   for piece in pieces), pieces
+
+
+def test_language_pretraining_trains_t5_alone_and_stops_at_mastery(monkeypatch):
+    import torch
+
+    import sevila.demo.backbone as backbone
+    import sevila.demo.text_tasks as text_tasks
+    from sevila.config import SeViLAConfig
+    from sevila.demo.build import toy_tokenizer
+    from sevila.model import SeViLA
+
+    torch.manual_seed(0)
+    model = SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer())
+    vision = {k: v.clone() for k, v in model.vision.state_dict().items()}
+    t5 = {k: v.clone() for k, v in model.language_model.state_dict().items()}
+    # One more option every step, and every check finds the lookup mastered: training stops at the first
+    # check with five options.
+    checked = []
+    monkeypatch.setattr(text_tasks, "STEPS_PER_EXTRA_OPTION", 1)
+    monkeypatch.setattr(backbone, "option_lookup_accuracy",
+                        lambda model, options, count, seed: checked.append(options) or 100.0)
+    losses, accuracy = backbone.pretrain_language_model(model, max_steps=50, batch_size=4, check_every=2,
+                                                        progress=False)
+    assert checked == [3, 5] and len(losses) == 4 and accuracy == 100.0 and all(np.isfinite(losses))
+    assert all(torch.equal(v, model.vision.state_dict()[k]) for k, v in vision.items())
+    assert any(not torch.equal(v, model.language_model.state_dict()[k]) for k, v in t5.items())
+
+    # A T5 that stays at chance is replaced by a fresh one from the next seed.
+    results = iter([25.0] * 3 + [95.0] * 2)
+    monkeypatch.setattr(backbone, "option_lookup_accuracy", lambda model, options, count, seed: next(results))
+    first = model.language_model
+    tried = backbone.pretrain_language_model_with_restarts(model, [5, 6, 7], max_steps=6, batch_size=2,
+                                                           check_every=2, progress=False)
+    assert tried == {5: {"steps": 6, "lookup_among_five": 25.0}, 6: {"steps": 4, "lookup_among_five": 95.0}}
+    assert model.language_model is not first
+    monkeypatch.undo()
+    accuracy = backbone.option_lookup_accuracy(model, count=20)
+    assert 0 <= accuracy <= 100 and backbone.option_lookup_accuracy(model, count=20) == accuracy
+
+
 def test_oracle_keyframes_cover_every_evidence_window():
     times = [i * 0.25 for i in range(32)]
     two = Evidence("q", "v", [[1.0, 1.5], [6.0, 6.25]], [[8, 9, 10, 11, 12], [48, 49, 50]])

@@ -280,7 +280,11 @@ def toy_config() -> SeViLAConfig:
             hidden_size=96, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, num_query_tokens=8,
         ),
         language_model=LanguageModelConfig(
-            vocab_size=512, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_decoder_layers=2, num_heads=4,
+            # 16 narrow heads rather than 4 wide ones (same size): with more heads, one of them finds the
+            # option lookup early (docs/demo.md).
+            vocab_size=512, d_model=128, d_kv=8, d_ff=256, num_layers=2, num_decoder_layers=2, num_heads=16,
+            dropout_rate=0.0,  # its training data is an endless generated stream; dropout only slowed it
+            tie_word_embeddings=True,  # output = input embeddings: copying an option's letter comes naturally
         ),
         num_frames=32,
         num_keyframes=4,
