@@ -33,7 +33,6 @@ from sevila.video import normalize
 logger = logging.getLogger(__name__)
 
 
-
 def render_all(scenes: list[Scene]) -> np.ndarray:
     return np.stack([render(scene) for scene in scenes])
 
@@ -98,7 +97,7 @@ def pretrain_language_model(
 def pretrain_language_model_with_restarts(
     model: SeViLA, seeds: Sequence[int], max_steps: int, batch_size: int, check_every: int = 200,
     progress: bool = True,
-) -> dict[int, dict[str, float]]:
+) -> dict[int, dict[str, float | None]]:
     """`pretrain_language_model` from a fresh T5 for each seed in turn, until one reaches `MASTERY`.
 
     Whether a tiny T5 escapes the long chance-level plateau of the lookup within ``max_steps`` depends on its

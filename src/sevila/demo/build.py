@@ -55,7 +55,8 @@ class Settings:
     language_max_steps: int = 4000
     language_batch: int = 64
     language_seeds: tuple[int, ...] = (0, 1, 2)
-    """T5 initialisations tried in turn until one masters the option lookup (`pretrain_language_model_with_restarts`)."""
+    """T5 initialisations tried in turn until one masters the option lookup (see
+    `pretrain_language_model_with_restarts`)."""
     backbone_scenes: int = 300
     backbone_steps: int = 2000
     backbone_batch: int = 32
@@ -69,8 +70,8 @@ class Settings:
     warmup_steps: int = 20
 
 
-QUICK = Settings(videos=12, language_max_steps=4, language_batch=4, language_seeds=(0,), backbone_scenes=12, backbone_steps=4,
-                 backbone_batch=4, backbone_check_tasks=100,
+QUICK = Settings(videos=12, language_max_steps=4, language_batch=4, language_seeds=(0,), backbone_scenes=12,
+                 backbone_steps=4, backbone_batch=4, backbone_check_tasks=100,
                  epochs={"pretrain-localizer": 1, "finetune-answerer": 1, "uniform": 1, "refine-localizer": 1},
                  batch_size=2, warmup_steps=1)
 
@@ -132,7 +133,8 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path
                 sum(losses[-20:]) / len(losses[-20:]), minutes, accuracy)
     model.save_pretrained(backbone)
     report.write_text(json.dumps({
-        "language_model": {"seeds_tried": tried, "minutes": round(language_minutes, 1), "lookup_among_five": lookup},
+        "language_model": {"seeds_tried": tried, "minutes": round(language_minutes, 1),
+                           "lookup_among_five": lookup},
         "frame_steps": settings.backbone_steps, "minutes": round(minutes, 1), "accuracy": accuracy,
     }, indent=2) + "\n")
     return backbone

@@ -1,9 +1,9 @@
 """Text-only option tasks: the toy T5's stand-in for the language pre-training Flan-T5 arrives with.
 
 SeViLA's answerer needs a T5 that binds an option's text to its letter ("the option that says red is
-Option C"). A tiny T5 trained from scratch does not find that skill on its own: on "Which option is red?
-Option A: blue Option B: red ..." -> "Option B" it stays at chance for thousands of steps, even with two
-options (docs/demo.md). It does learn the reverse lookup, "What is option B?" -> "red", in a few hundred
+Option C"). A tiny 4-head T5 trained from scratch did not find that skill on its own: on "Which option is red?
+Option A: blue Option B: red ..." -> "Option B" it stayed at chance for thousands of steps, even with two
+options (docs/demo.md). It did learn the reverse lookup, "What is option B?" -> "red", in a few hundred
 steps, and with that in place the forward lookup can be found while the number of options grows from two to
 five. So `sevila.demo.backbone.pretrain_language_model` runs a curriculum over these tasks: reverse lookups
 only, then mostly forward lookups, with one more option every `STEPS_PER_EXTRA_OPTION` steps.
