@@ -72,8 +72,8 @@ def pretrain_language_model(
     losses: list[float] = []
     accuracy = None
     bar = tqdm(range(max_steps), desc="language model", disable=not progress or None)
+    t5.train()
     for step in bar:
-        t5.train()
         reverse_share = 1.0 if step < REVERSE_ONLY_STEPS else REVERSE_SHARE
         options = options_at(step)
         loss = _text_loss(model, [option_task(rng, options, reverse_share) for _ in range(batch_size)])
@@ -90,6 +90,7 @@ def pretrain_language_model(
         bar.set_postfix(options=options, lookup=f"{accuracy:.0f}%")
         if options == MAX_OPTIONS and accuracy >= MASTERY:
             break
+        t5.train()  # the check left the model in eval mode
     t5.eval()
     return losses, accuracy
 
