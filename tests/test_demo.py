@@ -1,4 +1,4 @@
-"""The demo: single-frame backbone tasks, oracle keyframes, the pipeline's smoke run, the shipped model."""
+"""The demo: backbone frame and text tasks, oracle keyframes, the pipeline's smoke run, the shipped model."""
 
 import json
 
@@ -38,6 +38,76 @@ def test_frame_tasks_describe_what_is_visible():
         assert f"Option {letter}: {single[0].colour} " in generic[0].prompt
 
 
+def test_tasks_about_several_frames_are_about_all_they_show():
+    from sevila.demo.backbone import render_all
+    from sevila.demo.frame_tasks import sample_tasks
+
+    world = plan_world(6, seed=7)
+    scenes = [v.scene for v in world]
+    scene = next(s for s in scenes if len(s.events) >= 2)
+    first, second = [(e.first + e.last) // 2 for e in scene.events[:2]]
+    together = visible_objects(scene, [first, second])
+    apart = visible_objects(scene, first) + visible_objects(scene, second)
+    assert {(o.colour, o.shape) for o in together} == {(o.colour, o.shape) for o in apart}
+    assert len(together) <= len(apart)  # a shape seen in both frames counts once
+    frames = render_all(scenes)
+    for pixels, task in sample_tasks(scenes, frames, 20, np.random.default_rng(0), frames_per_task=4):
+        assert pixels.shape == (4, *frames.shape[2:]) and task.prompt
+
+
+def test_every_kind_of_frame_question_is_asked():
+    """Each kind the video questions need (direction included: a moving shape is named by its own look, not
+    its trail's) appears, and yes/no "no"s often name a colour that is there on a shape that is not."""
+    from sevila.synth.world import Move
+
+    kinds, shape_decides, answers = set(), 0, []
+    rng = np.random.default_rng(0)
+    for v in plan_world(40, seed=5):
+        for event in v.scene.events:
+            frame = (event.first + event.last) // 2
+            for task in frame_tasks(v.scene, frame, rng):
+                kinds.add(task.kind)
+                if task.kind == "direction" and isinstance(event, Move):
+                    answers.append(task.option_texts[task.choices.index(task.target)] == event.direction)
+                if task.kind == "yes/no" and task.target == "no":
+                    colour = task.prompt.split("Is there a ")[1].split()[0]
+                    shape_decides += colour in {o.colour for o in visible_objects(v.scene, frame)}
+    assert kinds == {"caption", "colour", "shape", "count", "direction", "yes/no"}
+    assert answers and all(answers)
+    assert shape_decides >= 10
+
+
+def test_frame_tags_name_what_is_visible_and_vision_pretraining_trains_the_vit_alone():
+    import torch
+
+    from sevila.config import SeViLAConfig
+    from sevila.demo.backbone import render_all
+    from sevila.demo.build import toy_tokenizer
+    from sevila.demo.vision_pretraining import LOOKS, TAGS, WHITE_COUNTS, frame_tags, pretrain_vision
+    from sevila.model import SeViLA
+    from sevila.synth.world import Flash
+
+    world = plan_world(8, seed=3)
+    scene, flash = next((v.scene, e) for v in world for e in v.scene.events if isinstance(e, Flash))
+    frame = (flash.first + flash.last) // 2
+    tags = frame_tags(scene, frame)
+    objects = visible_objects(scene, frame)
+    assert tags.shape == (TAGS,) and set(np.unique(tags)) <= {0.0, 1.0}
+    assert {LOOKS[i] for i in np.flatnonzero(tags[: len(LOOKS)])} == {(o.colour, o.shape) for o in objects}
+    counts = tags[-len(WHITE_COUNTS):]
+    assert counts.sum() == 1 and WHITE_COUNTS[int(counts.argmax())] == flash.count
+
+    torch.manual_seed(0)
+    model = SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer())
+    t5 = {k: v.clone() for k, v in model.language_model.state_dict().items()}
+    vit = {k: v.clone() for k, v in model.vision.state_dict().items()}
+    scenes = [v.scene for v in world]
+    losses, exact = pretrain_vision(model, scenes, render_all(scenes), steps=3, batch_size=4, progress=False)
+    assert len(losses) == 3 and all(np.isfinite(losses)) and 0 <= exact <= 100
+    assert any(not torch.equal(v, model.vision.state_dict()[k]) for k, v in vit.items())
+    assert all(torch.equal(v, model.language_model.state_dict()[k]) for k, v in t5.items())
+
+
 def test_backbone_accuracy_is_measured_per_kind_of_task():
     import torch
 
@@ -50,7 +120,8 @@ def test_backbone_accuracy_is_measured_per_kind_of_task():
     model = SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer())
     scenes = [v.scene for v in plan_world(4, seed=3)]
     first = frame_task_accuracy(model, scenes, count=30)
-    assert set(first) == {"multiple choice", "yes/no"}
+    assert {"yes/no, 1 frame", "yes/no, 4 frames"} <= set(first)
+    assert {kind.split(", ")[0] for kind in first} <= {"colour", "shape", "count", "direction", "yes/no"}
     assert all(0 <= value <= 100 for value in first.values())
     assert frame_task_accuracy(model, scenes, count=30) == first  # deterministic for a seed
 

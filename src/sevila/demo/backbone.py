@@ -1,5 +1,5 @@
 """Pre-training the toy model's backbone (ViT, one Q-Former, T5): first T5 alone on text, then all three on
-single frames of the synthetic world.
+frames of the synthetic world, one at a time and several at once.
 
 This plays the part of Flan-T5's and BLIP-2's pre-training: afterwards the ViT and T5 are frozen, and the
 Q-Former is copied into both SeViLA branches (the paper's initialisation), exactly as with the real checkpoints.
@@ -38,10 +38,23 @@ def render_all(scenes: list[Scene]) -> np.ndarray:
 
 
 def _frame_inputs(model: SeViLA, pixels: np.ndarray, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One T5 input row per (frame, prompt), through the answerer branch."""
-    images = normalize(pixels, model.config.image_mean, model.config.image_std)
-    tokens = model.answerer(model.encode_vision(images))[:, None]  # (batch, 1 frame, Q, D)
-    return model.frame_level_inputs(tokens, prompts)
+    """One T5 input row per (frames, prompt), through the answerer branch: ``pixels`` (rows, n, H, W, 3) in the
+    single-frame layout ("Frame: ") when n is 1, else in the answerer's multi-frame one ("Frame 1: " ...)."""
+    rows, num_frames = pixels.shape[:2]
+    images = normalize(pixels.reshape(-1, *pixels.shape[2:]), model.config.image_mean, model.config.image_std)
+    tokens = model.answerer(model.encode_vision(images))
+    tokens = tokens.view(rows, num_frames, *tokens.shape[1:])
+    if num_frames == 1:
+        return model.frame_level_inputs(tokens, prompts)
+    return model.video_level_inputs(tokens, prompts)
+
+
+def _frame_loss(model: SeViLA, batch: list[tuple[np.ndarray, FrameTask]], rng: np.random.Generator) -> torch.Tensor:
+    pixels = np.stack([frames for frames, _ in batch]).astype(np.float32)
+    pixels = np.clip(pixels + rng.normal(0, 3, pixels.shape), 0, 255).astype(np.uint8)
+    embeds, mask = _frame_inputs(model, pixels, [task.prompt for _, task in batch])
+    labels, decoder_mask = model.text.labels([task.target for _, task in batch])
+    return scoring.sequence_loss(model.language_model, embeds, mask, labels, decoder_mask)
 
 
 def _text_loss(model: SeViLA, tasks: list[FrameTask]) -> torch.Tensor:
@@ -132,12 +145,17 @@ def pretrain_backbone(
     seed: int = 0,
     progress: bool = True,
     text_batch_size: int = 16,
+    multi_frame_batch_size: int = 16,
+    frames_per_multi_task: int = 4,
 ) -> list[float]:
-    """Train the ViT, the answerer branch and T5 on single-frame tasks; returns the (frame) loss per step.
+    """Train the ViT, the answerer branch and T5 on frame tasks; returns the (frame) loss per step.
 
-    Frames are rendered (not compressed) with mild noise, so the model does not rely on exact pixel values.
-    Each step also takes ``text_batch_size`` text option tasks with up to five options, so T5 keeps the option
-    lookup it learned in `pretrain_language_model` while it learns to read frames.
+    Each step takes ``batch_size`` single-frame tasks and ``multi_frame_batch_size`` tasks about
+    ``frames_per_multi_task`` frames of a video in the answerer's "Frame i:" layout (the layout SeViLA's answerer
+    then reads; without them the frozen T5 has only ever seen one frame at a time). Frames are rendered (not
+    compressed) with mild noise, so the model does not rely on exact pixel values. Each step also takes
+    ``text_batch_size`` text option tasks with up to five options, so T5 keeps the option lookup it learned in
+    `pretrain_language_model` while it learns to read frames.
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -152,15 +170,13 @@ def pretrain_backbone(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
     )
-    examples = sample_tasks(scenes, frames, steps * batch_size, rng)
+    single = sample_tasks(scenes, frames, steps * batch_size, rng)
+    multi = sample_tasks(scenes, frames, steps * multi_frame_batch_size, rng, frames_per_multi_task)
     losses = []
     for step in tqdm(range(steps), desc="backbone", disable=not progress or None):
-        batch = [next(examples) for _ in range(batch_size)]
-        pixels = np.stack([frame for frame, _ in batch]).astype(np.float32)
-        pixels = np.clip(pixels + rng.normal(0, 3, pixels.shape), 0, 255).astype(np.uint8)
-        embeds, mask = _frame_inputs(model, pixels, [task.prompt for _, task in batch])
-        labels, decoder_mask = model.text.labels([task.target for _, task in batch])
-        loss = scoring.sequence_loss(model.language_model, embeds, mask, labels, decoder_mask)
+        loss = _frame_loss(model, [next(single) for _ in range(batch_size)], rng)
+        if multi_frame_batch_size:
+            loss = loss + _frame_loss(model, [next(multi) for _ in range(multi_frame_batch_size)], rng)
         text_loss = _text_loss(model, [option_task(rng) for _ in range(text_batch_size)])
         optimizer.zero_grad(set_to_none=True)
         (loss + text_loss).backward()
@@ -188,22 +204,27 @@ def _chosen(model: SeViLA, embeds: torch.Tensor, mask: torch.Tensor, task: Frame
 
 
 @torch.no_grad()
-def frame_task_accuracy(model: SeViLA, scenes: list[Scene], count: int = 400, seed: int = 1) -> dict[str, float]:
-    """Accuracy (%) on ``count`` closed single-frame tasks of ``scenes`` (captions skipped), by kind.
+def frame_task_accuracy(
+    model: SeViLA, scenes: list[Scene], count: int = 400, seed: int = 1, frames_per_task: Sequence[int] = (1, 4)
+) -> dict[str, float]:
+    """Accuracy (%) on closed frame tasks of ``scenes`` (captions skipped), by kind and number of frames:
+    ``count`` tasks for each entry of ``frames_per_task``; keys like ``"colour, 1 frame"``.
 
     Each choice is scored by its teacher-forced log-likelihood; the most likely one is the answer. This is
     the check that the backbone grounds what it says in what it sees before SeViLA's stages build on it.
     """
     model.eval()
     frames = render_all(scenes)
-    hits: dict[str, list[bool]] = {"multiple choice": [], "yes/no": []}
-    for frame, task in sample_tasks(scenes, frames, count, np.random.default_rng(seed)):
-        if not task.choices:
-            continue
-        embeds, mask = _frame_inputs(model, frame[None], [task.prompt])
-        hits["yes/no" if task.choices == YES_NO else "multiple choice"].append(
-            _chosen(model, embeds, mask, task) == task.target)
-    return {kind: 100.0 * sum(v) / len(v) for kind, v in hits.items() if v}
+    hits: dict[str, list[bool]] = {}
+    for n in frames_per_task:
+        rng = np.random.default_rng(seed)
+        for pixels, task in sample_tasks(scenes, frames, count, rng, n):
+            if not task.choices:
+                continue
+            embeds, mask = _frame_inputs(model, pixels[None], [task.prompt])
+            key = f"{task.kind}, {n} frame" + ("s" if n > 1 else "")
+            hits.setdefault(key, []).append(_chosen(model, embeds, mask, task) == task.target)
+    return {kind: 100.0 * sum(v) / len(v) for kind, v in sorted(hits.items())}
 
 
 @torch.no_grad()
