@@ -207,6 +207,11 @@ def test_pipeline_smoke_run(tmp_path):
     scores = json.loads((tmp_path / "ablations.json").read_text())["0"]
     assert len(scores) == 5 and all(0 <= s["accuracy"] <= 100 for s in scores.values())
     assert scores["4 oracle keyframes of 32"]["evidence_hit"] == 100.0
+    from sevila.synth.questions import QUESTION_TYPES
+
+    by_type = scores["4 oracle keyframes of 32"]["accuracy_by_type"]
+    assert by_type and set(by_type) <= set(QUESTION_TYPES) and all(0 <= v <= 100 for v in by_type.values())
+    assert "QA accuracy (%) by question type" in table
     for stage in ("pretrain-localizer", "finetune-answerer", "uniform", "refine-localizer"):
         assert (tmp_path / "seed0" / stage / "best" / "model.safetensors").is_file()
 

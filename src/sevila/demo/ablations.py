@@ -12,7 +12,8 @@ share of questions whose every evidence window contains at least one keyframe (w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ class Scores:
     accuracy: float  # percent of questions answered correctly
     evidence_hit: float | None = None  # percent of questions whose evidence the keyframes cover
     keyframe_precision: float | None = None  # percent of keyframes inside an evidence window
+    accuracy_by_type: dict[str, float] = field(default_factory=dict)  # percent correct per question type
 
 
 def oracle_positions(evidence: Evidence, times: list[float], k: int) -> list[int]:
@@ -63,7 +65,8 @@ def evaluate_choice(
     """QA accuracy of ``model`` answering from the frames ``choice`` picks (see the module docstring)."""
     records = [r for r in read_records(records_path) if isinstance(r, QARecord)]
     evidence = read_evidence(evidence_path)
-    correct = hits = in_window = total_keyframes = 0
+    hits = in_window = total_keyframes = 0
+    by_type: dict[str, list[bool]] = defaultdict(list)
     model.eval()
     for record in records:
         frames = k if choice == "uniform" else num_frames
@@ -81,14 +84,16 @@ def evaluate_choice(
                 raise ValueError(f"unknown frame choice {choice!r}")
             tokens = video.features.answerer[:, positions].to(model.device)
             answer = model.answer(tokens, [qa_prompt], len(record.options))
-        correct += int(answer.prediction[0]) == record.answer
+        by_type[record.question_type or "untyped"].append(int(answer.prediction[0]) == record.answer)
         times = [video.timestamps[p] for p in positions]
         windows = evidence[record.qid].windows
         hits += all(any(s <= t <= e for t in times) for s, e in windows)
         in_window += sum(any(s <= t <= e for s, e in windows) for t in times)
         total_keyframes += len(times)
     n = max(len(records), 1)
-    return Scores(100 * correct / n, 100 * hits / n, 100 * in_window / max(total_keyframes, 1))
+    correct = sum(sum(v) for v in by_type.values())
+    return Scores(100 * correct / n, 100 * hits / n, 100 * in_window / max(total_keyframes, 1),
+                  {kind: 100 * sum(v) / len(v) for kind, v in sorted(by_type.items())})
 
 
 def with_localizer(answerer_model: SeViLA, localizer_model: SeViLA) -> SeViLA:

@@ -217,6 +217,18 @@ def table(per_seed: dict[int, dict[str, Scores]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def type_table(per_seed: dict[int, dict[str, Scores]]) -> str:
+    """QA accuracy by question type, mean over seeds (each type has only a dozen or so test questions a seed)."""
+    rows = next(iter(per_seed.values()))
+    types = sorted({t for scores in per_seed.values() for s in scores.values() for t in s.accuracy_by_type})
+    lines = ["| setting | " + " | ".join(types) + " |", "|---|" + "---|" * len(types)]
+    for name in rows:
+        cells = [_mean_std([s[name].accuracy_by_type.get(t) for s in per_seed.values()]).split(" ±")[0]
+                 for t in types]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 SHIPPED_STAGE = "finetune-answerer"
 """The shipped model: the pre-trained localizer with the answerer fine-tuned on its keyframes. Self-refinement
 ("refine-localizer") would be the paper's final model, but at toy scale it degrades the localizer (its
@@ -252,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     backbone = build_backbone(args.out, settings, progress=not args.quick)
     per_seed = {seed: build_seed(args.out / f"seed{seed}", seed, settings, backbone) for seed in args.seeds}
     accuracy = json.loads((args.out / "backbone_accuracy.json").read_text())["accuracy"]
-    text = table(per_seed) + ("\nBackbone accuracy (frame tasks of unseen scenes, by kind and number of frames; "
+    text = table(per_seed) + "\nQA accuracy (%) by question type, mean over seeds:\n\n" + type_table(per_seed)
+    text += ("\nBackbone accuracy (frame tasks of unseen scenes, by kind and number of frames; "
                               "text-only option lookup): ")
     text += ", ".join(f"{kind} {value:.1f}%" for kind, value in accuracy.items()) + ".\n"
     minutes = (time.perf_counter() - started) / 60
