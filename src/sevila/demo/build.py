@@ -2,8 +2,8 @@
 
     python -m sevila.demo.build --out runs/demo --seeds 0 1 2 [--ship]
 
-First the backbone, once: the toy T5 learns to look up options in text, the ViT learns to tag frames, then ViT,
-Q-Former and T5 learn together on frame tasks of the synthetic world, one frame or four at a time
+First the backbone, once: the toy T5 learns to look up options in text, the ViT learns to tag frames, then a
+Q-Former and T5 learn, through the frozen ViT, frame tasks of the synthetic world, one frame or four at a time
 (`sevila.demo.text_tasks`, `sevila.demo.vision_pretraining`, `sevila.demo.backbone`); their accuracy is measured
 on unseen scenes. Like BLIP-2 in the paper, this one backbone serves every seed. Then for each seed: generate the
 synthetic world (`sevila.synth`) and take SeViLA through the paper's stages with the real training code
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = json.loads((args.out / "backbone_accuracy.json").read_text())["accuracy"]
     text = table(per_seed) + "\nQA accuracy (%) by question type, mean over seeds:\n\n" + type_table(per_seed)
     text += ("\nBackbone accuracy (frame tasks of unseen scenes, by kind and number of frames; "
-                              "text-only option lookup): ")
+             "text-only option lookup): ")
     text += ", ".join(f"{kind} {value:.1f}%" for kind, value in accuracy.items()) + ".\n"
     minutes = (time.perf_counter() - started) / 60
     (args.out / "ablations.md").write_text(
