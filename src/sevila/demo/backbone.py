@@ -38,6 +38,11 @@ def render_all(scenes: list[Scene]) -> np.ndarray:
     return np.stack([render(scene) for scene in scenes])
 
 
+def with_noise(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rendered (uncompressed) frames with mild noise, so training does not rely on exact pixel values."""
+    return np.clip(pixels.astype(np.float32) + rng.normal(0, 3, pixels.shape), 0, 255).astype(np.uint8)
+
+
 def _frame_inputs(model: SeViLA, pixels: np.ndarray, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """One T5 input row per (frames, prompt), through the answerer branch: ``pixels`` (rows, n, H, W, 3) in the
     single-frame layout ("Frame: ") when n is 1, else in the answerer's multi-frame one ("Frame 1: " ...)."""
@@ -51,8 +56,7 @@ def _frame_inputs(model: SeViLA, pixels: np.ndarray, prompts: list[str]) -> tupl
 
 
 def _frame_loss(model: SeViLA, batch: list[tuple[np.ndarray, FrameTask]], rng: np.random.Generator) -> torch.Tensor:
-    pixels = np.stack([frames for frames, _ in batch]).astype(np.float32)
-    pixels = np.clip(pixels + rng.normal(0, 3, pixels.shape), 0, 255).astype(np.uint8)
+    pixels = with_noise(np.stack([frames for frames, _ in batch]), rng)
     embeds, mask = _frame_inputs(model, pixels, [task.prompt for _, task in batch])
     labels, decoder_mask = model.text.labels([task.target for _, task in batch])
     return scoring.sequence_loss(model.language_model, embeds, mask, labels, decoder_mask)
@@ -140,6 +144,7 @@ def copy_answerer_to_localizer(model: SeViLA) -> None:
 def pretrain_backbone(
     model: SeViLA,
     scenes: list[Scene],
+    frames: np.ndarray,
     steps: int = 1500,
     batch_size: int = 32,
     lr: float = 5e-4,
@@ -149,7 +154,8 @@ def pretrain_backbone(
     multi_frame_batch_size: int = 16,
     frames_per_multi_task: int = 4,
 ) -> list[float]:
-    """Train the answerer branch and T5 on frame tasks; returns the (frame) loss per step.
+    """Train the answerer branch and T5 on frame tasks of ``scenes`` (rendered: ``frames[i]`` are those of
+    ``scenes[i]``); returns the (frame) loss per step.
 
     The ViT stays frozen, as in BLIP-2's pre-training: it learned to see in `pretrain_vision`, and trained on
     here it kept even less of the shapes (a linear probe on its mean token: 39% on the four shapes, against 46%
@@ -157,14 +163,12 @@ def pretrain_backbone(
 
     Each step takes ``batch_size`` single-frame tasks and ``multi_frame_batch_size`` tasks about
     ``frames_per_multi_task`` frames of a video in the answerer's "Frame i:" layout (the layout SeViLA's answerer
-    then reads; without them the frozen T5 has only ever seen one frame at a time). Frames are rendered (not
-    compressed) with mild noise, so the model does not rely on exact pixel values. Each step also takes
+    then reads; without them the frozen T5 has only ever seen one frame at a time). Each step also takes
     ``text_batch_size`` text option tasks with up to five options, so T5 keeps the option lookup it learned in
     `pretrain_language_model` while it learns to read frames.
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    frames = render_all(scenes)
     model.train()
     model.set_trainable("answerer")
     model.language_model.requires_grad_(True)  # unlike in SeViLA's stages, T5 learns here

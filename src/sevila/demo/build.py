@@ -34,9 +34,9 @@ from sevila.demo.ablations import Scores, evaluate_choice, with_localizer
 from sevila.demo.backbone import (
     frame_task_accuracy,
     option_lookup_accuracy,
-    render_all,
     pretrain_backbone,
     pretrain_language_model_with_restarts,
+    render_all,
 )
 from sevila.demo.frame_tasks import EXTRA_WORDS
 from sevila.demo.text_tasks import TEXT_WORDS
@@ -131,11 +131,13 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path
     logger.info("language model: %.1f min; seeds tried %s; lookup among five %.1f%% on fresh tasks",
                 language_minutes, tried, lookup)
     vision_began = time.perf_counter()
-    _, all_tags = pretrain_vision(model, scenes, render_all(scenes), settings.vision_steps, settings.vision_batch,
+    frames = render_all(scenes)
+    _, all_tags = pretrain_vision(model, scenes, frames, settings.vision_steps, settings.vision_batch,
                                   progress=progress)
     vision_minutes = (time.perf_counter() - vision_began) / 60
     logger.info("vision: %.1f min; every tag right on %.1f%% of fresh frames", vision_minutes, all_tags)
-    losses = pretrain_backbone(model, scenes, settings.backbone_steps, settings.backbone_batch, progress=progress)
+    losses = pretrain_backbone(model, scenes, frames, settings.backbone_steps, settings.backbone_batch,
+                               progress=progress)
     minutes = (time.perf_counter() - began) / 60
     held_out = [v.scene for v in plan_world(max(8, settings.backbone_scenes // 3), seed=HELD_OUT_SCENES_SEED)]
     accuracy = frame_task_accuracy(model, held_out, count=settings.backbone_check_tasks)
@@ -196,10 +198,12 @@ def build_seed(out: Path, seed: int, settings: Settings, backbone: Path) -> dict
     return rows
 
 
-def _mean_std(values: list[float | None]) -> str:
+def _mean_std(values: list[float | None], with_std: bool = True) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "—"
+    if not with_std:
+        return f"{statistics.mean(values):.1f}"
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.1f} ± {std:.1f}"
 
@@ -223,7 +227,7 @@ def type_table(per_seed: dict[int, dict[str, Scores]]) -> str:
     types = sorted({t for scores in per_seed.values() for s in scores.values() for t in s.accuracy_by_type})
     lines = ["| setting | " + " | ".join(types) + " |", "|---|" + "---|" * len(types)]
     for name in rows:
-        cells = [_mean_std([s[name].accuracy_by_type.get(t) for s in per_seed.values()]).split(" ±")[0]
+        cells = [_mean_std([s[name].accuracy_by_type.get(t) for s in per_seed.values()], with_std=False)
                  for t in types]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

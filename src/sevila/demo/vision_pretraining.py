@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sevila.demo.backbone import with_noise
 from sevila.demo.frame_tasks import pick_frames, visible_objects
 from sevila.model import SeViLA
 from sevila.synth.world import COLOURS, COUNT_WORDS, DIRECTIONS, SHAPES, Scene
@@ -57,10 +58,9 @@ def pretrain_vision(
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        picks = [(int(rng.integers(len(scenes))),) for _ in range(batch_size)]
-        chosen = [(i, pick_frames(scenes[i], frames.shape[1], 1, rng)[0]) for (i,) in picks]
-        pixels = np.stack([frames[i, f] for i, f in chosen]).astype(np.float32)
-        pixels = np.clip(pixels + rng.normal(0, 3, pixels.shape), 0, 255).astype(np.uint8)
+        scene_ids = [int(rng.integers(len(scenes))) for _ in range(batch_size)]
+        chosen = [(i, pick_frames(scenes[i], frames.shape[1], 1, rng)[0]) for i in scene_ids]
+        pixels = with_noise(np.stack([frames[i, f] for i, f in chosen]), rng)
         tags = torch.from_numpy(np.stack([frame_tags(scenes[i], f) for i, f in chosen]))
         return normalize(pixels, model.config.image_mean, model.config.image_std), tags
 
