@@ -77,33 +77,34 @@ def test_every_kind_of_frame_question_is_asked():
     assert shape_decides >= 10
 
 
-def test_frame_tags_name_what_is_visible_and_vision_pretraining_trains_the_vit_alone():
+def test_frame_facts_name_what_is_visible_and_vision_pretraining_trains_the_vit_alone():
     import torch
 
     from sevila.config import SeViLAConfig
     from sevila.demo.backbone import render_all
     from sevila.demo.build import toy_tokenizer
-    from sevila.demo.vision_pretraining import LOOKS, TAGS, WHITE_COUNTS, frame_tags, pretrain_vision
+    from sevila.demo.vision_pretraining import FACTS, UNKNOWN, frame_facts, pretrain_vision
     from sevila.model import SeViLA
-    from sevila.synth.world import Flash
+    from sevila.synth.world import Flash, Move
 
     world = plan_world(8, seed=3)
     scene, flash = next((v.scene, e) for v in world for e in v.scene.events if isinstance(e, Flash))
-    frame = (flash.first + flash.last) // 2
-    tags = frame_tags(scene, frame)
-    objects = visible_objects(scene, frame)
-    assert tags.shape == (TAGS,) and set(np.unique(tags)) <= {0.0, 1.0}
-    assert {LOOKS[i] for i in np.flatnonzero(tags[: len(LOOKS)])} == {(o.colour, o.shape) for o in objects}
-    counts = tags[-len(WHITE_COUNTS):]
-    assert counts.sum() == 1 and WHITE_COUNTS[int(counts.argmax())] == flash.count
+    facts = frame_facts(scene, (flash.first + flash.last) // 2)
+    assert FACTS["white shapes"][facts["white shapes"]] == flash.count
+    assert FACTS["colour"][facts["colour"]] == "none" and facts["direction"] == UNKNOWN
+    scene, move = next((v.scene, e) for v in world for e in v.scene.events if isinstance(e, Move))
+    facts = frame_facts(scene, move.last)
+    assert (FACTS["colour"][facts["colour"]], FACTS["shape"][facts["shape"]]) == (move.colour, move.shape)
+    assert FACTS["direction"][facts["direction"]] == move.direction and facts["white shapes"] == 0
 
     torch.manual_seed(0)
     model = SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer())
     t5 = {k: v.clone() for k, v in model.language_model.state_dict().items()}
     vit = {k: v.clone() for k, v in model.vision.state_dict().items()}
-    scenes = [v.scene for v in world]
-    losses, exact = pretrain_vision(model, scenes, render_all(scenes), steps=3, batch_size=4, progress=False)
-    assert len(losses) == 3 and all(np.isfinite(losses)) and 0 <= exact <= 100
+    losses, accuracy = pretrain_vision(model, steps=3, batch_size=4, progress=False, scenes_per_draw=6,
+                                       steps_per_draw=2, check_frames=70)
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert set(accuracy) == set(FACTS) and all(0 <= a <= 100 for a in accuracy.values())
     assert any(not torch.equal(v, model.vision.state_dict()[k]) for k, v in vit.items())
     assert all(torch.equal(v, model.language_model.state_dict()[k]) for k, v in t5.items())
 
