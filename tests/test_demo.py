@@ -81,7 +81,6 @@ def test_frame_facts_name_what_is_visible_and_vision_pretraining_trains_the_vit_
     import torch
 
     from sevila.config import SeViLAConfig
-    from sevila.demo.backbone import render_all
     from sevila.demo.build import toy_tokenizer
     from sevila.demo.vision_pretraining import FACTS, UNKNOWN, frame_facts, pretrain_vision
     from sevila.model import SeViLA
@@ -107,6 +106,20 @@ def test_frame_facts_name_what_is_visible_and_vision_pretraining_trains_the_vit_
     assert set(accuracy) == set(FACTS) and all(0 <= a <= 100 for a in accuracy.values())
     assert any(not torch.equal(v, model.vision.state_dict()[k]) for k, v in vit.items())
     assert all(torch.equal(v, model.language_model.state_dict()[k]) for k, v in t5.items())
+
+
+def test_a_fact_no_frame_of_the_batch_settles_adds_nothing_to_the_vision_loss():
+    """A batch without a moving shape must not give a NaN loss (which would poison the ViT's weights)."""
+    import torch
+
+    from sevila.demo.vision_pretraining import FACTS, UNKNOWN, _loss
+
+    logits = {name: torch.randn(3, len(classes)) for name, classes in FACTS.items()}
+    targets = {name: torch.zeros(3, dtype=torch.long) for name in FACTS}
+    targets["direction"] = torch.full((3,), UNKNOWN)
+    loss = _loss(logits, targets)
+    expected = sum(torch.nn.functional.cross_entropy(logits[n], targets[n]) for n in FACTS if n != "direction")
+    assert torch.isfinite(loss) and torch.allclose(loss, expected)
 
 
 def test_backbone_accuracy_is_measured_per_kind_of_task():
