@@ -2,7 +2,7 @@
 
     python -m sevila.demo.build --out runs/demo --seeds 0 1 2 [--ship]
 
-First the backbone, once: the toy T5 learns to look up options in text, the ViT learns to tag frames, then a
+First the backbone, once: the toy T5 learns to look up options in text, the ViT learns to read frames, then a
 Q-Former and T5 learn, through the frozen ViT, frame tasks of the synthetic world, one frame or four at a time
 (`sevila.demo.text_tasks`, `sevila.demo.vision_pretraining`, `sevila.demo.backbone`); their accuracy is measured
 on unseen scenes. Like BLIP-2 in the paper, this one backbone serves every seed. Then for each seed: generate the

@@ -155,13 +155,13 @@ def _probe_accuracy(model: SeViLA, probes: _Probes, scenes: list[Scene], frames:
     rng = np.random.default_rng(seed)
     right = {name: 0 for name in FACTS}
     seen = {name: 0 for name in FACTS}
+    absent = {name: torch.tensor([c in ABSENT for c in classes]) for name, classes in FACTS.items()}
     for start in range(0, count, 64):
         pixels, targets = _batch(model, scenes, frames, min(64, count - start), rng)
         logits = probes(model.vision(pixel_values=pixels).last_hidden_state)
-        for name, classes in FACTS.items():
-            absent = torch.tensor([c in ABSENT for c in classes])
+        for name in FACTS:
             known = targets[name] != UNKNOWN
-            present = known & ~absent[targets[name].clamp(min=0)]
+            present = known & ~absent[name][targets[name].clamp(min=0)]
             right[name] += int((logits[name].argmax(1) == targets[name])[present].sum())
             seen[name] += int(present.sum())
     return {name: 100.0 * right[name] / max(seen[name], 1) for name in FACTS}
