@@ -120,6 +120,17 @@ def test_training_items_are_random_and_cropped(video_root):
     assert dataset[0]["frames"].shape == (4, 3, 16, 16)
 
 
+def test_training_items_without_augmentation_are_whole_frames(video_root):
+    """augment=False: frames are still drawn at random within segments, but not cropped: each equals the
+    evaluation frame of the same index."""
+    training = VideoRecordDataset([nextqa()], video_root, 4, image_size=16, train=True, augment=False)
+    random.seed(1)
+    item = training[0]
+    whole = VideoRecordDataset([nextqa()], video_root, 20, image_size=16)[0]
+    assert whole["frame_indices"].tolist() == list(range(20))
+    assert torch.equal(item["frames"], whole["frames"][item["frame_indices"]])
+
+
 def test_video_path_pattern_and_callable(video_root):
     record = nextqa(video="a")
     by_pattern = VideoRecordDataset([record], video_root, 2, video_path="clips/{video}.mp4")

@@ -87,6 +87,8 @@ def test_overrides_are_dotted_and_typed(tmp_path):
         ({"batch_size": 0}, "batch_size", "positive"),
         ({"optim": {"lr": 1e-4, "beta2": 1.5}}, "optim.beta2", "[0, 1)"),
         ({"uniform_frames": "yes please"}, "uniform_frames", "true or false"),
+        ({"cache_vision_states": True}, "cache_vision_states", "needs data.augment false"),
+        ({"vision_cache_bytes": -1}, "vision_cache_bytes", ">= 0"),
     ],
 )
 def test_bad_config_names_the_key(change, key, words):

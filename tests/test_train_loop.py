@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 
 import pytest
 import torch
@@ -164,3 +166,21 @@ def test_records_of_the_wrong_kind_are_refused_before_any_training(world, tmp_pa
     with pytest.raises(ValueError, match="MomentRecord; this stage trains on QARecords"):
         train(tiny_run("refine-localizer", world["model"], world["videos"], world["moment"], tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_cached_vit_states_train_like_encoding_every_step(world, tmp_path, caplog):
+    """cache_vision_states (whole frames, data.augment false) gives the losses and weights of a run that
+    encodes every frame anew, up to summation order."""
+    common = dict(data__augment=False, epochs=2)
+    plain = train(tiny_run("finetune-answerer", world["model"], world["videos"], world["qa"], tmp_path / "plain",
+                           **common))
+    with caplog.at_level(logging.INFO, logger="sevila.train.loop"):
+        cached = train(tiny_run("finetune-answerer", world["model"], world["videos"], world["qa"],
+                                tmp_path / "cached", cache_vision_states=True, **common))
+    reused = re.search(r"ViT states: (\d+) frames reused, (\d+) encoded", caplog.text)
+    assert reused and int(reused[1]) > 0  # validation's uniform frames come back every epoch at least
+    losses = [[m["loss"] for m in loss_lines(run.run_dir)] for run in (plain, cached)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    a, b = SeViLA.from_pretrained(plain.best_dir), SeViLA.from_pretrained(cached.best_dir)
+    for x, y in zip(a.answerer.parameters(), b.answerer.parameters(), strict=True):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)

@@ -51,6 +51,9 @@ class VideoRecordDataset(Dataset):
         video_root: folder the video paths are relative to.
         num_frames: frames sampled per video (``n_frms`` of the original).
         train: random sampling and the training crop instead of uniform sampling.
+        augment: in training, the random-resized crop (the original's); False keeps the whole frame, only
+            resized and normalised as in evaluation (for footage whose subject may sit anywhere in the frame,
+            where a crop can cut out the evidence).
         image_size: side of the square frames the decoder produces.
         video_path: how a record names its file below `video_root`: a format string over the record's
             ``video``, ``qid`` and ``dataset`` (default ``"{video}.mp4"``, the original's rule), or a callable
@@ -71,6 +74,7 @@ class VideoRecordDataset(Dataset):
         num_frames: int,
         *,
         train: bool = False,
+        augment: bool = True,
         image_size: int = 224,
         video_path: VideoPath = "{video}.mp4",
         backend: str = "pyav",
@@ -84,6 +88,7 @@ class VideoRecordDataset(Dataset):
         self.video_root = os.fspath(video_root)
         self.num_frames = num_frames
         self.train = train
+        self.augment = augment
         self.image_size = image_size
         self.video_path_rule = video_path
         self.backend = backend
@@ -131,7 +136,7 @@ class VideoRecordDataset(Dataset):
             "qid": record.qid,
             "dataset": record.dataset,
             "video_path": path,
-            "frames": train_augment(video.frames) if self.train else normalize(video.frames),
+            "frames": train_augment(video.frames) if self.train and self.augment else normalize(video.frames),
             "frame_indices": torch.tensor(video.indices, dtype=torch.int64),
             "timestamps": torch.tensor(video.timestamps, dtype=torch.float64),
             "qa_prompt": qa_prompt,

@@ -46,6 +46,9 @@ class DataConfig:
     eval_frames: int  # frames sampled per video in validation (eval ``n_frms``)
     val_video_root: str | None = None  # default: video_root
     image_size: int = 224
+    # The training crop (random-resized, one box per clip), as the original. False: whole frames, resized and
+    # normalised as in evaluation (footage whose subject may sit anywhere, like the synthetic world's).
+    augment: bool = True
     video_path: str = "{video}.mp4"  # format over a record's video, qid, dataset (see VideoRecordDataset)
     backend: str = "pyav"
     num_workers: int = 4  # DataLoader worker processes per training process
@@ -93,6 +96,11 @@ class TrainConfig:
     mixed_precision: Literal["auto", "bf16", "no"] = "auto"  # auto: bf16 autocast on CUDA, none on CPU
     frozen_dropout: bool = True  # dropout stays on in the frozen T5 / branch in training, as in the original
     find_unused_parameters: bool = False
+    # Keep the frozen ViT's output for every distinct frame in memory and reuse it when that frame comes back
+    # (later epochs, validation). Exact, since the ViT is frozen and in eval mode; it needs data.augment false,
+    # as random crops never repeat. Worth it for small videos trained over several epochs (the demo world).
+    cache_vision_states: bool = False
+    vision_cache_bytes: int = 4 << 30  # past this, further frames are encoded but not kept
     checkpoint_every_steps: int = 200  # optimizer steps between resumable checkpoints (0: epoch ends only)
     log_every_steps: int = 10
     tensorboard: bool = True
@@ -225,8 +233,8 @@ def validate(config: TrainConfig) -> TrainConfig:
     _positive(config, "epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "num_keyframes", "rounds",
               "log_every_steps", "stop_after_steps", "data.train_frames", "data.eval_frames", "data.image_size",
               "optim.lr", "optim.eps")
-    _positive(config, "checkpoint_every_steps", "data.num_workers", "optim.min_lr", "optim.warmup_lr",
-              "optim.warmup_steps", "optim.weight_decay", "optim.max_grad_norm", allow_zero=True)
+    _positive(config, "checkpoint_every_steps", "vision_cache_bytes", "data.num_workers", "optim.min_lr",
+              "optim.warmup_lr", "optim.warmup_steps", "optim.weight_decay", "optim.max_grad_norm", allow_zero=True)
     for key in ("optim.beta1", "optim.beta2"):
         value = getattr(config.optim, key.split(".")[1])
         if not 0 <= value < 1:
@@ -237,6 +245,9 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError("rounds", f"only refine-localizer has rounds; stage is {config.stage!r}")
     if config.uniform_frames and config.stage != "finetune-answerer":
         raise ConfigError("uniform_frames", f"only finetune-answerer uses uniform frames; stage is {config.stage!r}")
+    if config.cache_vision_states and config.data.augment:
+        raise ConfigError("cache_vision_states", "needs data.augment false: random crops never give the same "
+                          "frame twice, so cached ViT states would never be reused")
     _check_keyframes(config)
     return config
 

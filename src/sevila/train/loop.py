@@ -46,6 +46,7 @@ from sevila.data import VideoRecordDataset, read_records
 from sevila.data.records import Record
 from sevila.model import Precision, SeViLA
 from sevila.model.sevila import BRANCHES
+from sevila.model.vision_memo import memoized_vision
 from sevila.train import checkpointing as ckpt
 from sevila.train.config import TrainConfig
 from sevila.train.data import EpochBatches, SeededItems, check_records, loader
@@ -206,8 +207,8 @@ class StageRun:
     def _dataset(self, records: list[Record], root: str, frames: int, train: bool) -> SeededItems:
         data = self.config.data
         return SeededItems(VideoRecordDataset(
-            records, root, frames, train=train, image_size=data.image_size, video_path=data.video_path,
-            backend=data.backend, on_error="skip" if data.skip_unreadable else "raise",
+            records, root, frames, train=train, augment=data.augment, image_size=data.image_size,
+            video_path=data.video_path, backend=data.backend, on_error="skip" if data.skip_unreadable else "raise",
         ))
 
     def _train_data(self, records: list[Record]):
@@ -232,11 +233,17 @@ class StageRun:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> StageResult:
+        c = self.config
+        memo = memoized_vision(self.model, c.vision_cache_bytes) if c.cache_vision_states else nullcontext()
         try:
-            for epoch in range(self.progress.epoch, self.config.epochs):
-                if self._train_epoch(epoch):
-                    return self._result(stopped=True)
-                self._end_epoch(epoch)
+            with memo as cached:
+                for epoch in range(self.progress.epoch, c.epochs):
+                    if self._train_epoch(epoch):
+                        return self._result(stopped=True)
+                    self._end_epoch(epoch)
+                if cached is not None and self.main:
+                    logger.info("ViT states: %d frames reused, %d encoded (%.0f MiB kept)", cached.hits,
+                                cached.misses, cached.bytes / 2**20)
             result = self._result(stopped=False)
             if self.main:
                 text = json.dumps({**asdict(result), "run_dir": str(result.run_dir)}, indent=2) + "\n"
