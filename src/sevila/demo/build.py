@@ -32,6 +32,7 @@ import torch
 from sevila.config import SeViLAConfig
 from sevila.demo.ablations import Scores, evaluate_choice, with_localizer
 from sevila.demo.backbone import (
+    decode_all,
     frame_task_accuracy,
     option_lookup_accuracy,
     pretrain_backbone,
@@ -99,9 +100,12 @@ def _stage_config(stage: str, model: str, out: Path, data: Path, settings: Setti
         "stage": stage, "model": model, "output_dir": str(out), "epochs": epochs,
         "batch_size": settings.batch_size, "eval_batch_size": 8, "seed": seed, "uniform_frames": uniform,
         "num_keyframes": 4, "checkpoint_every_steps": 0, "log_every_steps": 10, "tensorboard": False,
+        # Whole frames: the world's shapes sit anywhere, and the original's crop (down to half the frame) cuts
+        # the evidence out of some clips. Whole frames also repeat across epochs, so the ViT's output is kept.
+        "cache_vision_states": True,
         "data": {"train": str(data / f"{kind}_train.jsonl"), "val": str(data / f"{kind}_val.jsonl"),
                  "video_root": str(data / "videos"), "train_frames": train_frames, "eval_frames": eval_frames,
-                 "image_size": 64, "num_workers": 0},
+                 "image_size": 64, "num_workers": 0, "augment": False},
         "optim": {"lr": lr, "warmup_steps": settings.warmup_steps, "weight_decay": 0.05},
     }
 
@@ -137,7 +141,6 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path
     logger.info("language model: %.1f min; seeds tried %s; lookup among five %.1f%% on fresh tasks",
                 language_minutes, tried, lookup)
     vision_began = time.perf_counter()
-    frames = render_all(scenes)
     held_out = [v.scene for v in plan_world(max(8, settings.backbone_scenes // 3), seed=HELD_OUT_SCENES_SEED)]
     _, facts_read = pretrain_vision(model, settings.vision_steps, settings.vision_batch, progress=progress,
                                     scenes_per_draw=settings.backbone_scenes,
@@ -145,7 +148,7 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path
     vision_minutes = (time.perf_counter() - vision_began) / 60
     logger.info("vision: %.1f min; facts read by the probes on frames of unseen scenes: %s", vision_minutes,
                 facts_read)
-    losses = pretrain_backbone(model, scenes, frames, settings.backbone_steps, settings.backbone_batch,
+    losses = pretrain_backbone(model, scenes, decode_all(scenes), settings.backbone_steps, settings.backbone_batch,
                                progress=progress)
     minutes = (time.perf_counter() - began) / 60
     accuracy = frame_task_accuracy(model, held_out, count=settings.backbone_check_tasks)
