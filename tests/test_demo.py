@@ -55,18 +55,6 @@ def test_tasks_about_several_frames_are_about_all_they_show():
         assert pixels.shape == (4, *frames.shape[2:]) and task.prompt
 
 
-def test_backbone_frames_are_the_videos_decoded_frames():
-    """The backbone learns on frames as SeViLA later reads them from the world's MP4s: the rendered frames
-    up to the codec's small errors."""
-    from sevila.demo.backbone import decode_all, render_all
-
-    scenes = [v.scene for v in plan_world(2, seed=4)]
-    decoded, rendered = decode_all(scenes), render_all(scenes)
-    assert decoded.shape == rendered.shape and decoded.dtype == np.uint8
-    error = np.abs(decoded.astype(np.int16) - rendered.astype(np.int16))
-    assert error.mean() < 3 and error.max() > 0
-
-
 def test_every_kind_of_frame_question_is_asked():
     """Each kind the video questions need (direction included: a moving shape is named by its own look, not
     its trail's) appears, and yes/no "no"s often name a colour that is there on a shape that is not."""

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,24 +27,15 @@ from sevila.demo.text_tasks import (
 )
 from sevila.model import SeViLA, scoring
 from sevila.model.sevila import build_language_model
-from sevila.model.vision_memo import memoized_vision
-from sevila.synth.render import render, write_mp4
-from sevila.synth.world import NUM_FRAMES, SIZE, Scene
-from sevila.video import load_video, normalize
+from sevila.synth.render import render
+from sevila.synth.world import Scene
+from sevila.video import normalize
 
 logger = logging.getLogger(__name__)
 
 
 def render_all(scenes: list[Scene]) -> np.ndarray:
     return np.stack([render(scene) for scene in scenes])
-
-
-def decode_all(scenes: list[Scene]) -> np.ndarray:
-    """The scenes' frames as SeViLA sees them in the world's videos: rendered, encoded to MP4 and decoded by
-    `sevila.video.load_video` (codec artefacts included), ``(scenes, NUM_FRAMES, SIZE, SIZE, 3)`` uint8."""
-    with tempfile.TemporaryDirectory() as folder:
-        paths = [write_mp4(Path(folder) / f"{i}.mp4", render(scene)) for i, scene in enumerate(scenes)]
-        return np.stack([load_video(path, NUM_FRAMES, image_size=SIZE).frames for path in paths])
 
 
 def with_noise(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -66,8 +55,8 @@ def _frame_inputs(model: SeViLA, pixels: np.ndarray, prompts: list[str]) -> tupl
     return model.video_level_inputs(tokens, prompts)
 
 
-def _frame_loss(model: SeViLA, batch: list[tuple[np.ndarray, FrameTask]]) -> torch.Tensor:
-    pixels = np.stack([frames for frames, _ in batch])
+def _frame_loss(model: SeViLA, batch: list[tuple[np.ndarray, FrameTask]], rng: np.random.Generator) -> torch.Tensor:
+    pixels = with_noise(np.stack([frames for frames, _ in batch]), rng)
     embeds, mask = _frame_inputs(model, pixels, [task.prompt for _, task in batch])
     labels, decoder_mask = model.text.labels([task.target for _, task in batch])
     return scoring.sequence_loss(model.language_model, embeds, mask, labels, decoder_mask)
@@ -147,13 +136,6 @@ def pretrain_language_model_with_restarts(
     return tried
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: int = 100) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup over ``warmup`` steps, then cosine decay to zero at ``steps`` (call ``step()`` per step)."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
-    )
-
-
 def copy_answerer_to_localizer(model: SeViLA) -> None:
     """Both branches start as the same pre-trained Q-Former (with its LayerNorm, queries and projection)."""
     model.localizer.load_state_dict(model.answerer.state_dict())
@@ -177,9 +159,7 @@ def pretrain_backbone(
 
     The ViT stays frozen, as in BLIP-2's pre-training: it learned to see in `pretrain_vision`, and trained on
     here it kept even less of the shapes (a linear probe on its mean token: 39% on the four shapes, against 46%
-    right after its tagging) while the frame tasks' loss went on falling on what colour alone answers. Frozen,
-    its output for each frame is computed once and reused (`memoized_vision`): ``frames`` are best the decoded
-    videos' (`decode_all`), which carry the codec's artefacts that rendered frames lack.
+    right after its tagging) while the frame tasks' loss went on falling on what colour alone answers.
 
     Each step takes ``batch_size`` single-frame tasks and ``multi_frame_batch_size`` tasks about
     ``frames_per_multi_task`` frames of a video in the answerer's "Frame i:" layout (the layout SeViLA's answerer
@@ -194,25 +174,25 @@ def pretrain_backbone(
     model.language_model.requires_grad_(True)  # unlike in SeViLA's stages, T5 learns here
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    schedule = warmup_cosine(optimizer, steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
+    )
     single = sample_tasks(scenes, frames, steps * batch_size, rng)
     multi = sample_tasks(scenes, frames, steps * multi_frame_batch_size, rng, frames_per_multi_task)
     losses = []
-    with memoized_vision(model) as memo:
-        for step in tqdm(range(steps), desc="backbone", disable=not progress or None):
-            loss = _frame_loss(model, [next(single) for _ in range(batch_size)])
-            if multi_frame_batch_size:
-                loss = loss + _frame_loss(model, [next(multi) for _ in range(multi_frame_batch_size)])
-            text_loss = _text_loss(model, [option_task(rng) for _ in range(text_batch_size)])
-            optimizer.zero_grad(set_to_none=True)
-            (loss + text_loss).backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-            if (step + 1) % 100 == 0:
-                logger.info("backbone step %d/%d: loss %.3f (ViT states: %d reused, %d encoded)", step + 1, steps,
-                            sum(losses[-100:]) / 100, memo.hits, memo.misses)
+    for step in tqdm(range(steps), desc="backbone", disable=not progress or None):
+        loss = _frame_loss(model, [next(single) for _ in range(batch_size)], rng)
+        if multi_frame_batch_size:
+            loss = loss + _frame_loss(model, [next(multi) for _ in range(multi_frame_batch_size)], rng)
+        text_loss = _text_loss(model, [option_task(rng) for _ in range(text_batch_size)])
+        optimizer.zero_grad(set_to_none=True)
+        (loss + text_loss).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if (step + 1) % 100 == 0:
+            logger.info("backbone step %d/%d: loss %.3f", step + 1, steps, sum(losses[-100:]) / 100)
     model.eval()
     model.set_trainable(("answerer", "localizer"))  # back to SeViLA's rule: ViT and T5 frozen
     copy_answerer_to_localizer(model)
@@ -234,15 +214,14 @@ def _chosen(model: SeViLA, embeds: torch.Tensor, mask: torch.Tensor, task: Frame
 def frame_task_accuracy(
     model: SeViLA, scenes: list[Scene], count: int = 400, seed: int = 1, frames_per_task: Sequence[int] = (1, 4)
 ) -> dict[str, float]:
-    """Accuracy (%) on closed frame tasks of ``scenes`` (their decoded videos' frames; captions skipped), by kind
-    and number of frames:
+    """Accuracy (%) on closed frame tasks of ``scenes`` (captions skipped), by kind and number of frames:
     ``count`` tasks for each entry of ``frames_per_task``; keys like ``"colour, 1 frame"``.
 
     Each choice is scored by its teacher-forced log-likelihood; the most likely one is the answer. This is
     the check that the backbone grounds what it says in what it sees before SeViLA's stages build on it.
     """
     model.eval()
-    frames = decode_all(scenes)
+    frames = render_all(scenes)
     hits: dict[str, list[bool]] = {}
     for n in frames_per_task:
         rng = np.random.default_rng(seed)

@@ -32,7 +32,6 @@ import torch
 from sevila.config import SeViLAConfig
 from sevila.demo.ablations import Scores, evaluate_choice, with_localizer
 from sevila.demo.backbone import (
-    decode_all,
     frame_task_accuracy,
     option_lookup_accuracy,
     pretrain_backbone,
@@ -141,6 +140,7 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path
     logger.info("language model: %.1f min; seeds tried %s; lookup among five %.1f%% on fresh tasks",
                 language_minutes, tried, lookup)
     vision_began = time.perf_counter()
+    frames = render_all(scenes)
     held_out = [v.scene for v in plan_world(max(8, settings.backbone_scenes // 3), seed=HELD_OUT_SCENES_SEED)]
     _, facts_read = pretrain_vision(model, settings.vision_steps, settings.vision_batch, progress=progress,
                                     scenes_per_draw=settings.backbone_scenes,
@@ -148,7 +148,7 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path
     vision_minutes = (time.perf_counter() - vision_began) / 60
     logger.info("vision: %.1f min; facts read by the probes on frames of unseen scenes: %s", vision_minutes,
                 facts_read)
-    losses = pretrain_backbone(model, scenes, decode_all(scenes), settings.backbone_steps, settings.backbone_batch,
+    losses = pretrain_backbone(model, scenes, frames, settings.backbone_steps, settings.backbone_batch,
                                progress=progress)
     minutes = (time.perf_counter() - began) / 60
     accuracy = frame_task_accuracy(model, held_out, count=settings.backbone_check_tasks)
