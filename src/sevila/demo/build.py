@@ -246,9 +246,10 @@ def type_table(per_seed: dict[int, dict[str, Scores]]) -> str:
 
 SHIPPED_STAGE = "finetune-answerer"
 """The shipped model: the pre-trained localizer with the answerer fine-tuned on its keyframes. Self-refinement
-("refine-localizer") would be the paper's final model, but at toy scale it degrades the localizer (on
-most question types the answerer picks the right option from frames without the evidence as often as from
-frames with it, so most of its pseudo-labels are noise; docs/demo.md), so the demo keeps the better one."""
+("refine-localizer") would be the paper's final model, but at toy scale its localizer finds the evidence less
+often (on most question types the answerer picks the right option from frames without the evidence as often as
+from frames with it, so most of its pseudo-labels are noise; docs/demo.md), so the demo keeps the better
+localizer."""
 
 
 def ship(run: Path) -> None:
