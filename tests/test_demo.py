@@ -230,6 +230,21 @@ def test_pipeline_smoke_run(tmp_path):
         assert (tmp_path / "seed0" / stage / "best" / "model.safetensors").is_file()
 
 
+def test_a_backbone_that_cannot_read_colours_stops_the_build(tmp_path, capsys):
+    """No table of chance rows from a backbone whose frame pre-training did not take: the build stops before any
+    stage, says why and where the rejected backbone and its accuracy are, and keeps no backbone a rerun would use."""
+    from dataclasses import replace
+
+    from sevila.demo import build
+
+    with pytest.raises(build.BackboneNotLearned, match=r"backbone-rejected: .*colour questions.*below"):
+        build.build_backbone(tmp_path, replace(build.QUICK, min_colour_accuracy=101.0), progress=False)
+    report = json.loads((tmp_path / "backbone-rejected_accuracy.json").read_text())
+    assert build.COLOUR_CHECK in report["accuracy"]
+    assert (tmp_path / "backbone-rejected" / "config.json").is_file()
+    assert not (tmp_path / "backbone").exists() and not (tmp_path / "backbone_accuracy.json").exists()
+
+
 needs_demo = pytest.mark.skipif(not (DEMO_DIR / "model" / "config.json").is_file(),
                                 reason="the demo model is not built into this checkout (python -m sevila.demo.build --ship)")
 

@@ -23,6 +23,7 @@ import json
 import logging
 import shutil
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,6 +69,10 @@ class Settings:
     backbone_batch: int = 32
     backbone_check_tasks: int = 600
     """Single-frame tasks of unseen scenes on which the backbone's accuracy is measured."""
+    min_colour_accuracy: float = 80.0
+    """The backbone must answer single-frame colour questions of unseen scenes at least this well (%), or the build
+    stops (`BackboneNotLearned`): below it the frame tasks stalled on T5's option-letter plateau (one build:
+    colour 44% where the accepted backbone has 100%), and every stage built on it answers at chance."""
     epochs: dict[str, int] = field(default_factory=lambda: {
         "pretrain-localizer": 5, "finetune-answerer": 5, "uniform": 5, "refine-localizer": 3,
     })
@@ -85,7 +90,7 @@ class Settings:
 QUICK = Settings(videos=12, language_max_steps=4, language_batch=4, language_seeds=(0,), backbone_scenes=12,
                  vision_steps=4, vision_batch=4, backbone_steps=4, backbone_batch=4, backbone_check_tasks=100,
                  epochs={"pretrain-localizer": 1, "finetune-answerer": 1, "uniform": 1, "refine-localizer": 1},
-                 batch_size=2, warmup_steps=1)
+                 batch_size=2, warmup_steps=1, min_colour_accuracy=0.0)
 
 
 def toy_tokenizer():
@@ -155,15 +160,34 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path
     accuracy["text option lookup"] = option_lookup_accuracy(model, count=settings.backbone_check_tasks // 2)
     logger.info("backbone: loss %.3f -> %.3f in %.1f min; accuracy (frames of unseen scenes; text) %s", losses[0],
                 sum(losses[-20:]) / len(losses[-20:]), minutes, accuracy)
-    model.save_pretrained(backbone)
-    report.write_text(json.dumps({
+    facts = {
         "language_model": {"seeds_tried": tried, "minutes": round(language_minutes, 1),
                            "lookup_among_five": lookup},
         "vision": {"steps": settings.vision_steps, "minutes": round(vision_minutes, 1),
                    "facts_read_on_unseen_frames": facts_read},
         "frame_steps": settings.backbone_steps, "minutes": round(minutes, 1), "accuracy": accuracy,
-    }, indent=2) + "\n")
+    }
+    colour = accuracy.get(COLOUR_CHECK, 0.0)
+    if colour < settings.min_colour_accuracy:
+        rejected = out / "backbone-rejected"
+        model.save_pretrained(rejected)  # kept for inspection, never used by a stage
+        (out / "backbone-rejected_accuracy.json").write_text(json.dumps(facts, indent=2) + "\n")
+        raise BackboneNotLearned(
+            f"{rejected}: the pre-trained backbone answers single-frame colour questions of unseen scenes "
+            f"{colour:.1f}% right, below Settings.min_colour_accuracy ({settings.min_colour_accuracy:.0f}%); every "
+            f"stage built on it would answer at chance, so the build stops here (its accuracy by kind: "
+            f"{rejected}_accuracy.json)"
+        )
+    model.save_pretrained(backbone)
+    report.write_text(json.dumps(facts, indent=2) + "\n")
     return backbone
+
+
+COLOUR_CHECK = "colour, 1 frame"
+
+
+class BackboneNotLearned(RuntimeError):
+    """The backbone's frame pre-training did not take (see `Settings.min_colour_accuracy`)."""
 
 
 def build_seed(out: Path, seed: int, settings: Settings, backbone: Path) -> dict[str, Scores]:
@@ -278,7 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = QUICK if args.quick else Settings()
     started = time.perf_counter()
-    backbone = build_backbone(args.out, settings, progress=not args.quick)
+    try:
+        backbone = build_backbone(args.out, settings, progress=not args.quick)
+    except BackboneNotLearned as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     per_seed = {seed: build_seed(args.out / f"seed{seed}", seed, settings, backbone) for seed in args.seeds}
     accuracy = json.loads((args.out / "backbone_accuracy.json").read_text())["accuracy"]
     text = table(per_seed) + "\nQA accuracy (%) by question type, mean over seeds:\n\n" + type_table(per_seed)
