@@ -230,7 +230,7 @@ def test_pipeline_smoke_run(tmp_path):
         assert (tmp_path / "seed0" / stage / "best" / "model.safetensors").is_file()
 
 
-def test_a_backbone_that_cannot_read_colours_stops_the_build(tmp_path, capsys):
+def test_a_backbone_that_cannot_read_colours_stops_the_build(tmp_path):
     """No table of chance rows from a backbone whose frame pre-training did not take: the build stops before any
     stage, says why and where the rejected backbone and its accuracy are, and keeps no backbone a rerun would use."""
     from dataclasses import replace

@@ -176,7 +176,7 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path
             f"{rejected}: the pre-trained backbone answers single-frame colour questions of unseen scenes "
             f"{colour:.1f}% right, below Settings.min_colour_accuracy ({settings.min_colour_accuracy:.0f}%); every "
             f"stage built on it would answer at chance, so the build stops here (its accuracy by kind: "
-            f"{rejected}_accuracy.json)"
+            f"{rejected}_accuracy.json; the build is deterministic, so only changed Settings give another)"
         )
     model.save_pretrained(backbone)
     report.write_text(json.dumps(facts, indent=2) + "\n")
