@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from sevila.config import SeViLAConfig
-from sevila.demo.build import toy_tokenizer
+from sevila.demo.build import Settings, _stage_config, toy_tokenizer
 from sevila.model import SeViLA
 from sevila.synth import synthesize
 from sevila.train import train
@@ -27,15 +27,11 @@ from sevila.train.logs import read_metrics
 
 
 def run(model: Path, data: Path, out: Path, epochs: int, cached: bool) -> tuple[float, list[float]]:
-    config = config_from_dict({
-        "stage": "finetune-answerer", "model": str(model), "output_dir": str(out), "epochs": epochs,
-        "batch_size": 8, "eval_batch_size": 8, "seed": 0, "num_keyframes": 4, "checkpoint_every_steps": 0,
-        "tensorboard": False, "cache_vision_states": cached,
-        "data": {"train": str(data / "qa_train.jsonl"), "val": str(data / "qa_val.jsonl"),
-                 "video_root": str(data / "videos"), "train_frames": 32, "eval_frames": 32, "image_size": 64,
-                 "num_workers": 0, "augment": False},
-        "optim": {"lr": 1e-4, "warmup_steps": 5},
-    })
+    """The build's answerer fine-tuning config (`sevila.demo.build`), with the ViT cache on or off."""
+    config = _stage_config("finetune-answerer", str(model), out, data, Settings(), seed=0, epochs=epochs, lr=1e-4,
+                           train_frames=32, eval_frames=32)
+    config["cache_vision_states"] = cached
+    config = config_from_dict(config)
     began = time.perf_counter()
     train(config)
     seconds = time.perf_counter() - began

@@ -128,6 +128,13 @@ BACKBONE_SCENES_SEED = 10_000
 HELD_OUT_SCENES_SEED = 20_000
 
 
+COLOUR_CHECK = "colour, 1 frame"
+
+
+class BackboneNotLearned(RuntimeError):
+    """The backbone's frame pre-training did not take (see `Settings.min_colour_accuracy`)."""
+
+
 def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path:
     """The pre-trained backbone shared by every seed (``OUT/backbone``) and its single-frame accuracy
     (``OUT/backbone_accuracy.json``)."""
@@ -181,13 +188,6 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path
     model.save_pretrained(backbone)
     report.write_text(json.dumps(facts, indent=2) + "\n")
     return backbone
-
-
-COLOUR_CHECK = "colour, 1 frame"
-
-
-class BackboneNotLearned(RuntimeError):
-    """The backbone's frame pre-training did not take (see `Settings.min_colour_accuracy`)."""
 
 
 def build_seed(out: Path, seed: int, settings: Settings, backbone: Path) -> dict[str, Scores]:
