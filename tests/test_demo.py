@@ -245,6 +245,18 @@ def test_a_backbone_that_cannot_read_colours_stops_the_build(tmp_path):
     assert not (tmp_path / "backbone").exists() and not (tmp_path / "backbone_accuracy.json").exists()
 
 
+def test_the_build_command_reports_an_unlearned_backbone_in_one_line(tmp_path, monkeypatch, capsys):
+    from dataclasses import replace
+
+    from sevila.demo import build
+
+    monkeypatch.setattr(build, "QUICK", replace(build.QUICK, min_colour_accuracy=101.0))
+    assert build.main(["--out", str(tmp_path), "--seeds", "0", "--quick"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {tmp_path / 'backbone-rejected'}: ") and "\n" not in error
+    assert not (tmp_path / "seed0").exists()  # no stage ran on it
+
+
 needs_demo = pytest.mark.skipif(not (DEMO_DIR / "model" / "config.json").is_file(),
                                 reason="the demo model is not built into this checkout (python -m sevila.demo.build --ship)")
 
