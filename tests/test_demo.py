@@ -230,6 +230,18 @@ def test_pipeline_smoke_run(tmp_path):
         assert (tmp_path / "seed0" / stage / "best" / "model.safetensors").is_file()
 
 
+def test_seeds_are_built_by_parallel_processes_each_with_its_log(tmp_path):
+    from sevila.demo.build import main
+
+    assert main(["--out", str(tmp_path), "--seeds", "1", "0", "--quick", "--jobs", "2"]) == 0
+    assert list(json.loads((tmp_path / "ablations.json").read_text())) == ["1", "0"]  # the order asked for
+    assert "(2 seeds: 1, 0)" in (tmp_path / "ablations.md").read_text()
+    for seed in (0, 1):
+        assert (tmp_path / f"seed{seed}" / "refine-localizer" / "best" / "model.safetensors").is_file()
+        log = (tmp_path / f"seed{seed}.log").read_text()
+        assert f"seed {seed}: refine-localizer done" in log and "epoch 1/1" in log  # its log and progress bars
+
+
 def test_a_backbone_that_cannot_read_colours_stops_the_build(tmp_path):
     """No table of chance rows from a backbone whose frame pre-training did not take: the build stops before any
     stage, says why and where the rejected backbone and its accuracy are, and keeps no backbone a rerun would use."""
