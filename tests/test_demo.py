@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from sevila import cli
 from sevila.checkpoints import DEMO_DIR
@@ -240,6 +241,25 @@ def test_seeds_are_built_by_parallel_processes_each_with_its_log(tmp_path):
         assert (tmp_path / f"seed{seed}" / "refine-localizer" / "best" / "model.safetensors").is_file()
         log = (tmp_path / f"seed{seed}.log").read_text()
         assert f"seed {seed}: refine-localizer done" in log and "epoch 1/1" in log  # its log and progress bars
+
+
+def test_language_and_vision_pre_training_side_by_side_give_the_serial_backbone(tmp_path):
+    """The two run in worker processes from their own seeds and train disjoint weights, so putting their weights
+    together gives the backbone the one-process build gives (up to float rounding of one thread against several)."""
+    from sevila.demo import build
+    from sevila.model import SeViLA
+
+    serial = SeViLA.from_pretrained(build.build_backbone(tmp_path / "serial", build.QUICK, False, parallel=False))
+    side_by_side = SeViLA.from_pretrained(build.build_backbone(tmp_path / "parallel", build.QUICK, False))
+    fresh = build._fresh_toy_model()
+    for name, weights in serial.state_dict().items():
+        assert torch.allclose(weights, side_by_side.state_dict()[name], atol=1e-5), name
+    trained = [name for name, w in serial.state_dict().items() if not torch.equal(w, fresh.state_dict()[name])]
+    assert any(n.startswith("language_model.") for n in trained) and any(n.startswith("vision.") for n in trained)
+    for part in ("language", "vision"):
+        assert (tmp_path / "parallel" / f"backbone-{part}.log").read_text().strip()  # each worker's own log
+    report = json.loads((tmp_path / "parallel" / "backbone_accuracy.json").read_text())
+    assert report["language_model"]["seeds_tried"] and report["vision"]["facts_read_on_unseen_frames"]
 
 
 def test_a_backbone_that_cannot_read_colours_stops_the_build(tmp_path):

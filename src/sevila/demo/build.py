@@ -11,8 +11,9 @@ synthetic world (`sevila.synth`) and take SeViLA through the paper's stages with
 (and, for the baseline, on 4 uniform frames), localizer self-refinement with the answerer's pseudo-labels. Every
 model is then measured on the test split (`sevila.demo.ablations`). The table over seeds (mean ± std) is written to
 ``OUT/ablations.md`` and ``OUT/ablations.json``; ``--ship`` copies the first seed's model (`SHIPPED_STAGE`) and one
-test video into the package as the ``demo`` model. Finished steps are kept, so an interrupted build resumes. The
-seeds are built side by side (``--jobs``), as processes of one thread each, each logging to ``OUT/seed<N>.log``.
+test video into the package as the ``demo`` model. Finished steps are kept, so an interrupted build resumes. Work
+that does not depend on each other runs side by side, in processes of one thread each (``--jobs``): the backbone's
+language and vision pre-training, then the seeds, each logging to its own file in ``OUT``.
 """
 
 from __future__ import annotations
@@ -138,31 +139,91 @@ class BackboneNotLearned(RuntimeError):
     """The backbone's frame pre-training did not take (see `Settings.min_colour_accuracy`)."""
 
 
-def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path:
-    """The pre-trained backbone shared by every seed (``OUT/backbone``) and its single-frame accuracy
-    (``OUT/backbone_accuracy.json``)."""
-    backbone, report = out / "backbone", out / "backbone_accuracy.json"
-    if (backbone / "config.json").is_file() and report.is_file():
-        return backbone
+def _fresh_toy_model() -> SeViLA:
     torch.manual_seed(0)
-    model = SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer())
-    scenes = [v.scene for v in plan_world(settings.backbone_scenes, seed=BACKBONE_SCENES_SEED)]
+    return SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer())
+
+
+def pretrain_language_part(settings: Settings, progress: bool = True) -> tuple[dict, dict]:
+    """Step 0 of the backbone: T5 alone on the text option lookups. Returns T5's weights and what happened."""
+    model = _fresh_toy_model()
     began = time.perf_counter()
     tried = pretrain_language_model_with_restarts(model, settings.language_seeds, settings.language_max_steps,
                                                   settings.language_batch, progress=progress)
     lookup = option_lookup_accuracy(model, count=settings.backbone_check_tasks // 2)
-    language_minutes = (time.perf_counter() - began) / 60
+    minutes = (time.perf_counter() - began) / 60
     logger.info("language model: %.1f min; seeds tried %s; lookup among five %.1f%% on fresh tasks",
-                language_minutes, tried, lookup)
-    vision_began = time.perf_counter()
-    frames = render_all(scenes)
-    held_out = [v.scene for v in plan_world(max(8, settings.backbone_scenes // 3), seed=HELD_OUT_SCENES_SEED)]
+                minutes, tried, lookup)
+    return model.language_model.state_dict(), {"seeds_tried": tried, "minutes": round(minutes, 1),
+                                               "lookup_among_five": lookup}
+
+
+def pretrain_vision_part(settings: Settings, progress: bool = True) -> tuple[dict, dict]:
+    """Step 1 of the backbone: the ViT alone reads frames. Returns the ViT's weights and what its probes read."""
+    model = _fresh_toy_model()
+    began = time.perf_counter()
+    held_out = _held_out_scenes(settings)
     _, facts_read = pretrain_vision(model, settings.vision_steps, settings.vision_batch, progress=progress,
                                     scenes_per_draw=settings.backbone_scenes,
                                     held_out=(held_out, render_all(held_out)))
-    vision_minutes = (time.perf_counter() - vision_began) / 60
-    logger.info("vision: %.1f min; facts read by the probes on frames of unseen scenes: %s", vision_minutes,
-                facts_read)
+    minutes = (time.perf_counter() - began) / 60
+    logger.info("vision: %.1f min; facts read by the probes on frames of unseen scenes: %s", minutes, facts_read)
+    return model.vision.state_dict(), {"steps": settings.vision_steps, "minutes": round(minutes, 1),
+                                       "facts_read_on_unseen_frames": facts_read}
+
+
+def _held_out_scenes(settings: Settings) -> list:
+    return [v.scene for v in plan_world(max(8, settings.backbone_scenes // 3), seed=HELD_OUT_SCENES_SEED)]
+
+
+def _in_worker(log: Path, function, *args):
+    """``function(*args)`` in a worker process of one thread, its log and progress bars appended to ``log``.
+
+    One thread each: models this small gain little from a second thread, and a second process runs a second job
+    at nearly full speed on the second core."""
+    torch.set_num_threads(1)
+    stream = open(log, "a", buffering=1)  # noqa: SIM115 - open for the worker's life
+    os.dup2(stream.fileno(), sys.stdout.fileno())
+    os.dup2(stream.fileno(), sys.stderr.fileno())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    return function(*args)
+
+
+def _worker_pool(jobs: int) -> ProcessPoolExecutor:
+    # spawn, not fork: no fork of a process holding torch's thread pools
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+
+
+def build_backbone(out: Path, settings: Settings, progress: bool = True, parallel: bool = True) -> Path:
+    """The pre-trained backbone shared by every seed (``OUT/backbone``) and its single-frame accuracy
+    (``OUT/backbone_accuracy.json``).
+
+    T5's language pre-training and the ViT's vision pre-training train disjoint weights, each from its own seed, so
+    with ``parallel`` they run side by side in two one-thread processes (logs: ``OUT/backbone-language.log`` and
+    ``OUT/backbone-vision.log``) and their weights are put together here; the frame tasks then train on both."""
+    backbone, report = out / "backbone", out / "backbone_accuracy.json"
+    if (backbone / "config.json").is_file() and report.is_file():
+        return backbone
+    out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    if parallel:
+        logger.info("language and vision pre-training side by side; logs: %s, %s",
+                    out / "backbone-language.log", out / "backbone-vision.log")
+        with _worker_pool(2) as pool:
+            language = pool.submit(_in_worker, out / "backbone-language.log", pretrain_language_part, settings,
+                                   progress)
+            vision = pool.submit(_in_worker, out / "backbone-vision.log", pretrain_vision_part, settings, progress)
+            (t5_weights, language_facts), (vit_weights, vision_facts) = language.result(), vision.result()
+    else:
+        t5_weights, language_facts = pretrain_language_part(settings, progress)
+        vit_weights, vision_facts = pretrain_vision_part(settings, progress)
+    model = _fresh_toy_model()
+    model.language_model.load_state_dict(t5_weights)
+    model.vision.load_state_dict(vit_weights)
+    logger.info("language and vision pre-training: %.1f min", (time.perf_counter() - began) / 60)
+    scenes = [v.scene for v in plan_world(settings.backbone_scenes, seed=BACKBONE_SCENES_SEED)]
+    frames = render_all(scenes)
+    held_out = _held_out_scenes(settings)
     losses = pretrain_backbone(model, scenes, frames, settings.backbone_steps, settings.backbone_batch,
                                progress=progress)
     minutes = (time.perf_counter() - began) / 60
@@ -170,13 +231,8 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True) -> Path
     accuracy["text option lookup"] = option_lookup_accuracy(model, count=settings.backbone_check_tasks // 2)
     logger.info("backbone: loss %.3f -> %.3f in %.1f min; accuracy (frames of unseen scenes; text) %s", losses[0],
                 sum(losses[-20:]) / len(losses[-20:]), minutes, accuracy)
-    facts = {
-        "language_model": {"seeds_tried": tried, "minutes": round(language_minutes, 1),
-                           "lookup_among_five": lookup},
-        "vision": {"steps": settings.vision_steps, "minutes": round(vision_minutes, 1),
-                   "facts_read_on_unseen_frames": facts_read},
-        "frame_steps": settings.backbone_steps, "minutes": round(minutes, 1), "accuracy": accuracy,
-    }
+    facts = {"language_model": language_facts, "vision": vision_facts, "frame_steps": settings.backbone_steps,
+             "minutes": round(minutes, 1), "accuracy": accuracy}
     colour = accuracy.get(COLOUR_CHECK, 0.0)
     if colour < settings.min_colour_accuracy:
         rejected = out / "backbone-rejected"
@@ -236,29 +292,15 @@ def build_seed(out: Path, seed: int, settings: Settings, backbone: Path) -> dict
     return rows
 
 
-def _seed_in_subprocess(out: Path, seed: int, settings: Settings, backbone: Path) -> dict[str, Scores]:
-    """`build_seed` in a worker process of one thread, its log and progress bars in ``OUT/seedN.log``.
-
-    One thread each: models this small gain little from a second thread (a step of the ViT's pre-training ran
-    1.2x faster on two than on one), and a second process runs a second seed at nearly full speed."""
-    torch.set_num_threads(1)
-    log = open(out.parent / f"{out.name}.log", "a", buffering=1)  # noqa: SIM115 - open for the worker's life
-    os.dup2(log.fileno(), sys.stdout.fileno())
-    os.dup2(log.fileno(), sys.stderr.fileno())
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
-    return build_seed(out, seed, settings, backbone)
-
-
 def build_seeds(out: Path, seeds: list[int], settings: Settings, backbone: Path, jobs: int,
                 progress: bool = True) -> dict[int, dict[str, Scores]]:
     """`build_seed` for every seed, ``jobs`` at a time in worker processes (in this one when ``jobs`` is 1)."""
     if jobs <= 1:
         return {seed: build_seed(out / f"seed{seed}", seed, settings, backbone) for seed in seeds}
     logger.info("building seeds %s, %d at a time; each one's log: %s", seeds, jobs, out / "seed<N>.log")
-    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch's thread pools
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(_seed_in_subprocess, out / f"seed{seed}", seed, settings, backbone): seed
-                   for seed in seeds}
+    with _worker_pool(jobs) as pool:
+        futures = {pool.submit(_in_worker, out / f"seed{seed}.log", build_seed, out / f"seed{seed}", seed, settings,
+                               backbone): seed for seed in seeds}
         for future in tqdm(as_completed(futures), total=len(futures), desc="seeds", unit="seed",
                            disable=not progress):
             future.result()  # a failed seed stops the build with its own error
@@ -331,14 +373,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few-second smoke version (tests, CI)")
     parser.add_argument("--ship", action="store_true", help="install the first seed's model as the 'demo' model")
     parser.add_argument("--jobs", type=int, default=0,
-                        help="seeds built at once, as processes of one thread each (default: one per seed; 1: in "
-                             "this process, with its log on the terminal)")
+                        help="seeds built at once, as processes of one thread each (default: one per seed; 1: "
+                             "everything in this process, one step after another, with its log on the terminal; "
+                             "otherwise the backbone's language and vision pre-training also run side by side)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = QUICK if args.quick else Settings()
     started = time.perf_counter()
     try:
-        backbone = build_backbone(args.out, settings, progress=not args.quick)
+        backbone = build_backbone(args.out, settings, progress=not args.quick, parallel=args.jobs != 1)
     except BackboneNotLearned as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
