@@ -277,6 +277,52 @@ def test_a_backbone_that_cannot_read_colours_stops_the_build(tmp_path):
     assert not (tmp_path / "backbone").exists() and not (tmp_path / "backbone_accuracy.json").exists()
 
 
+def test_frame_tasks_that_did_not_take_start_again_from_the_next_seed(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from sevila.demo import build
+
+    real = build.frame_task_accuracy
+    colour = iter([10.0, 100.0])  # the first try stalls, the second takes
+
+    def measured(model, scenes, count):
+        return {**real(model, scenes, count=count), build.COLOUR_CHECK: next(colour)}
+
+    monkeypatch.setattr(build, "frame_task_accuracy", measured)
+    settings = replace(build.QUICK, frame_seeds=(3, 4), min_colour_accuracy=50.0)
+    backbone = build.build_backbone(tmp_path, settings, progress=False, parallel=False)
+    report = json.loads((tmp_path / "backbone_accuracy.json").read_text())
+    assert report["frame_seed"] == 4 and list(report["rejected_frame_seeds"]) == ["3"]
+    assert report["accuracy"][build.COLOUR_CHECK] == 100.0 and report["language_model"] and report["vision"]
+    assert (backbone / "config.json").is_file() and (tmp_path / "backbone-rejected" / "config.json").is_file()
+    rejected = json.loads((tmp_path / "backbone_rejections.json").read_text())
+    assert rejected["3"]["accuracy"][build.COLOUR_CHECK] == 10.0
+
+
+def test_a_resumed_build_skips_the_pre_training_and_frame_seeds_already_done(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from sevila.demo import build
+
+    settings = replace(build.QUICK, frame_seeds=(0, 1), min_colour_accuracy=101.0)
+    with pytest.raises(build.BackboneNotLearned, match=r"every seed of Settings.frame_seeds \(0, 1\)"):
+        build.build_backbone(tmp_path, settings, progress=False, parallel=False)
+    assert list(json.loads((tmp_path / "backbone_rejections.json").read_text())) == ["0", "1"]
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished step ran again")
+
+    for step in ("pretrain_language_part", "pretrain_vision_part", "pretrain_backbone"):
+        monkeypatch.setattr(build, step, must_not_run)
+    with pytest.raises(build.BackboneNotLearned):  # both seeds were set aside already
+        build.build_backbone(tmp_path, settings, progress=False, parallel=False)
+    monkeypatch.undo()
+    wider = replace(settings, frame_seeds=(0, 1, 2), min_colour_accuracy=0.0)  # one more seed: only it runs
+    monkeypatch.setattr(build, "pretrain_language_part", must_not_run)
+    assert (build.build_backbone(tmp_path, wider, progress=False, parallel=False) / "config.json").is_file()
+    assert json.loads((tmp_path / "backbone_accuracy.json").read_text())["frame_seed"] == 2
+
+
 def test_the_build_command_reports_an_unlearned_backbone_in_one_line(tmp_path, monkeypatch, capsys):
     from dataclasses import replace
 
