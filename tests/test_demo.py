@@ -369,3 +369,27 @@ def test_demo_errors_are_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(checkpoints, "DEMO_DIR", tmp_path)
     with pytest.raises(checkpoints.CheckpointError, match="the demo model is not installed"):
         checkpoints.load_model("demo")
+
+
+def test_the_self_refinement_diagnosis_runs_on_a_finished_seed(tmp_path, monkeypatch, capsys):
+    """benchmarks/diagnose_self_refinement.py on a smoke build: pseudo-label quality by question type, then the
+    refinement stage on pseudo-labels and on perfect labels, each measured on the test split."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    from sevila.demo.build import main
+
+    assert main(["--out", str(tmp_path / "run"), "--seeds", "0", "--quick", "--jobs", "1"]) == 0
+    capsys.readouterr()
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnose_self_refinement.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(tmp_path / "run" / "seed0"), "--out", str(tmp_path / "d"),
+                                      "--lrs", "1e-4", "--threads", "1"])
+    runpy.run_path(str(script), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "precision" in printed and "base rate" in printed and "all:" in printed
+    rows = [line for line in printed.splitlines() if "refined on" in line]
+    assert len(rows) == 4 and sum("perfect labels" in row for row in rows) == 2
+    for row in rows:
+        accuracy, hit, precision = map(float, row.split()[-3:])
+        assert 0 <= accuracy <= 100 and 0 <= hit <= 100 and 0 <= precision <= 100

@@ -185,8 +185,8 @@ def _held_out_scenes(settings: Settings) -> list:
 def _in_worker(log: Path, function, *args):
     """``function(*args)`` in a worker process of one thread, its log and progress bars appended to ``log``.
 
-    One thread each: models this small gain little from a second thread, and a second process runs a second job
-    at nearly full speed on the second core."""
+    One thread each: models this small gain less from a second thread than from a second process, which runs a
+    second job at nearly full speed on the second core."""
     torch.set_num_threads(1)
     stream = open(log, "a", buffering=1)  # noqa: SIM115 - open for the worker's life
     os.dup2(stream.fileno(), sys.stdout.fileno())
