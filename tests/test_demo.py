@@ -385,7 +385,11 @@ def test_the_self_refinement_diagnosis_runs_on_a_finished_seed(tmp_path, monkeyp
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnose_self_refinement.py"
     monkeypatch.setattr(sys, "argv", [str(script), str(tmp_path / "run" / "seed0"), "--out", str(tmp_path / "d"),
                                       "--lrs", "1e-4", "--threads", "1"])
-    runpy.run_path(str(script), run_name="__main__")
+    threads = torch.get_num_threads()
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)  # the script sets its own; the tests after it keep theirs
     printed = capsys.readouterr().out
     assert "precision" in printed and "base rate" in printed and "all:" in printed
     rows = [line for line in printed.splitlines() if "refined on" in line]

@@ -73,10 +73,10 @@ class Settings:
     backbone_steps: int = 2000
     backbone_batch: int = 32
     backbone_check_tasks: int = 600
+    """Single-frame tasks of unseen scenes on which the backbone's accuracy is measured."""
     frame_seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds of the backbone's frame tasks (the Q-Former's initialisation, task order, noise), tried in turn until
     one gives a backbone that passes `min_colour_accuracy` (see `build_backbone`)."""
-    """Single-frame tasks of unseen scenes on which the backbone's accuracy is measured."""
     min_colour_accuracy: float = 80.0
     """The backbone must answer single-frame colour questions of unseen scenes at least this well (%), or the build
     stops (`BackboneNotLearned`): below it the frame tasks stalled on T5's option-letter plateau (one build:
