@@ -38,22 +38,24 @@ from sevila.synth.evidence import Evidence, read_evidence
 from sevila.train import recipes
 
 
-def pseudo_label_quality(answerer: SeViLA, data: Path, evidence: dict[str, Evidence]) -> dict[str, list[int]]:
-    """Per question type (and "all"): [frames labelled yes, yes frames inside evidence, frames inside, frames]."""
+def pseudo_label_quality(answerer: SeViLA, data: Path, evidence: dict[str, Evidence], cache: FeatureCache
+                         ) -> dict[str, list[int]]:
+    """Per question type (and "all"): [frames labelled yes, yes frames inside evidence, frames inside, frames].
+    A video's frames are encoded once for all its questions (``cache``)."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     answerer.eval()
     for record in read_records(data / "qa_train.jsonl"):
         if not isinstance(record, QARecord):
             continue
-        video = encode_video(answerer, video_file(record, data / "videos"), 32, record.clip)
+        video = encode_video(answerer, video_file(record, data / "videos"), 32, record.clip, cache=cache)
         qa_prompt, _ = record_prompts(record)
         with torch.no_grad():
             labels, _ = answerer.pseudo_labels(video.features.answerer, [qa_prompt], torch.tensor([record.answer]),
                                                len(record.options))
         inside = frame_labels(video.timestamps, evidence[record.qid].windows)
         for kind in (record.question_type or "untyped", "all"):
+            row = counts[kind]
             for yes, within in zip(labels[0].tolist(), inside):
-                row = counts[kind]
                 row[0] += yes
                 row[1] += yes and within
                 row[2] += within
@@ -96,10 +98,11 @@ def main() -> None:
     data, answerer_dir = run / "data", run / "finetune-answerer" / "best"
     evidence = read_evidence(data / "evidence.jsonl")
     out = args.out or Path(tempfile.mkdtemp(prefix="diagnose-refinement-"))
+    cache = FeatureCache(out / "features")
 
     print("1. Pseudo-labels of the fine-tuned answerer, 32 frames of each training question:")
     for kind, (yes, hits, inside, frames) in sorted(pseudo_label_quality(SeViLA.from_pretrained(answerer_dir),
-                                                                         data, evidence).items()):
+                                                                         data, evidence, cache).items()):
         print(f"   {kind:>9}: yes {100 * yes / frames:5.1f}% of frames, precision {100 * hits / max(yes, 1):5.1f}% "
               f"(base rate {100 * inside / frames:5.1f}%), recall {100 * hits / max(inside, 1):5.1f}%")
 
@@ -107,7 +110,6 @@ def main() -> None:
     if not (untrained / "config.json").is_file():
         with_localizer(SeViLA.from_pretrained(answerer_dir), SeViLA.from_pretrained(run.parent / "backbone")
                        ).save_pretrained(untrained)
-    cache = FeatureCache(out / "features")
 
     def measure(model_dir: Path) -> Scores:
         return evaluate_choice(SeViLA.from_pretrained(model_dir), data / "qa_test.jsonl", data / "evidence.jsonl",
