@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ from sevila.cli import COMMAND_MODULES, main
 from sevila.data import MomentRecord, QARecord, read_records, write_records
 from sevila.data.targets import frame_labels, record_prompts
 from sevila.synth import SPLITS, SynthVideo, plan_world, read_evidence, synthesize
-from sevila.synth.render import shape_mask
+from sevila.synth.render import render, shape_mask, write_mp4
 from sevila.synth.world import COLOURS, DIRECTIONS, NUM_FRAMES, RADIUS, SIZE, WHITE_RGB, Appear, Change, Flash, Move
 from sevila.video import load_video, open_video, read_clip
 
@@ -75,6 +77,33 @@ def test_same_seed_same_files_and_frames(tmp_path, out, frames, world):
         clip = load_video(tmp_path / "again" / "videos" / f"{v.name}.mp4", NUM_FRAMES, image_size=SIZE)
         assert np.array_equal(clip.frames, frames[v.name]), v.name
 
+
+
+def _dirty_the_heap(rng: np.random.Generator) -> None:
+    """Allocate blocks of all sizes, fill them with non-zero bytes and free them, as earlier work in a long-lived
+    process leaves the heap: code that reads memory it never wrote then sees something other than zeros."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype = ctypes.c_void_p
+    blocks = []
+    for size in rng.integers(16, 300_000, 400):
+        block = libc.malloc(int(size))
+        ctypes.memset(block, int(rng.integers(1, 256)), int(size))
+        blocks.append(block)
+    for block in blocks:
+        libc.free(ctypes.c_void_p(block))
+
+
+@pytest.mark.skipif(ctypes.util.find_library("c") is None, reason="needs the C library's malloc to fill the heap")
+def test_encoding_does_not_depend_on_leftover_memory(tmp_path, world):
+    """The same scene encodes to the same bytes however the heap was left (x264's AVX-512 kernels broke this for
+    v0008 of this world: two different files, one or the other at random, in one process)."""
+    rng = np.random.default_rng(0)
+    frames = render(world[8].scene)
+    files = set()
+    for attempt in range(8):
+        _dirty_the_heap(rng)
+        files.add(write_mp4(tmp_path / f"{attempt}.mp4", frames).read_bytes())
+    assert len(files) == 1
 
 def test_records_validate_and_round_trip(tmp_path, out, world):
     qa, moments = read_records(out / "qa.jsonl"), read_records(out / "moments.jsonl")
