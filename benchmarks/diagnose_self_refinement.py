@@ -63,20 +63,17 @@ def pseudo_label_quality(answerer: SeViLA, data: Path, evidence: dict[str, Evide
     return counts
 
 
-class RefineOnEvidence(recipes.RefineLocalizer):
-    """The refinement stage with a perfect answerer: a frame is "yes" exactly when it lies in an evidence window."""
-
-    evidence: dict[str, Evidence] = {}
-
-    def loss(self, model: SeViLA, batch: recipes.Batch) -> torch.Tensor:
-        labels = torch.tensor([frame_labels(times.tolist(), self.evidence[qid].windows)
-                               for qid, times in zip(batch["qid"], batch["timestamps"])])
-        return model.pretrain_localizer_loss(batch["frames"], batch["loc_prompt"], labels).loss
-
-
 @contextmanager
 def refining_on_evidence(evidence: dict[str, Evidence]) -> Iterator[None]:
-    RefineOnEvidence.evidence = evidence
+    """The refinement stage with a perfect answerer while inside: a frame is "yes" exactly when it lies in an
+    evidence window."""
+
+    class RefineOnEvidence(recipes.RefineLocalizer):
+        def loss(self, model: SeViLA, batch: recipes.Batch) -> torch.Tensor:
+            labels = torch.tensor([frame_labels(times.tolist(), evidence[qid].windows)
+                                   for qid, times in zip(batch["qid"], batch["timestamps"])])
+            return model.pretrain_localizer_loss(batch["frames"], batch["loc_prompt"], labels).loss
+
     original = recipes.RECIPES["refine-localizer"]
     recipes.RECIPES["refine-localizer"] = RefineOnEvidence
     try:

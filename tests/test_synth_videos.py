@@ -78,7 +78,6 @@ def test_same_seed_same_files_and_frames(tmp_path, out, frames, world):
         assert np.array_equal(clip.frames, frames[v.name]), v.name
 
 
-
 def _dirty_the_heap(rng: np.random.Generator) -> None:
     """Allocate blocks of all sizes, fill them with non-zero bytes and free them, as earlier work in a long-lived
     process leaves the heap: code that reads memory it never wrote then sees something other than zeros."""
@@ -104,6 +103,7 @@ def test_encoding_does_not_depend_on_leftover_memory(tmp_path, world):
         _dirty_the_heap(rng)
         files.add(write_mp4(tmp_path / f"{attempt}.mp4", frames).read_bytes())
     assert len(files) == 1
+
 
 def test_records_validate_and_round_trip(tmp_path, out, world):
     qa, moments = read_records(out / "qa.jsonl"), read_records(out / "moments.jsonl")
