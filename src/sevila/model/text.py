@@ -1,42 +1,121 @@
 """Tokenisation exactly as the reference does it, and the token ids that carry meaning.
 
-The reference tokenises every prompt and target with ``padding="longest", truncation=True, max_length=77``
-(so an over-long prompt is right-truncated with its ``</s>`` kept last) and the frame prefixes without
-special tokens. The ids of "yes", "no" and the option letters are looked up in the tokenizer (each must
-be a single piece), never hard-coded: for Flan-T5 they come out as 4273, 150 and 71/272/205/309/262.
+The reference (transformers 4.2x's ``T5TokenizerFast`` on Flan-T5's ``tokenizer.json``) tokenises every prompt
+and target with ``padding="longest", truncation=True, max_length=77`` (so an over-long prompt is
+right-truncated with its ``</s>`` kept last) and the frame prefixes without special tokens. Its pipeline is
+the one saved in ``tokenizer.json``: for Flan-T5 a ``Metaspace`` pre-tokenizer alone, so a trailing space
+is a token of its own (``"Frame 1: "`` -> ``▁Frame ▁1 : ▁``). transformers 5 rebuilds a T5 tokenizer from its
+vocabulary with a whitespace split first, which drops that token; so we load ``tokenizer.json`` as saved
+and encode with the `tokenizers` pipeline directly, leaving transformers' calling conventions out of what
+T5 is fed.
+
+The ids of "yes", "no" and the option letters are looked up in the tokenizer (each must be a single piece),
+never hard-coded: for Flan-T5 they come out as 4273, 150 and 71/272/205/309/262.
 """
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from sevila.config import SeViLAConfig
 
+TOKENIZER_FILE = "tokenizer.json"
+# Special tokens as T5's tokenizer files name them; T5TokenizerFast registered these (and the files'
+# additional special tokens) as special added tokens, so a literal "</s>" in a text is the one token.
+_SPECIAL_TOKEN_DEFAULTS = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
 
-def load_tokenizer(name_or_path: str):
-    """A T5 tokenizer from a Hugging Face hub id or a local directory."""
-    from transformers import AutoTokenizer
 
+def _special_tokens(directory: Path) -> dict:
+    """eos/unk/pad and the additional special tokens named by ``special_tokens_map.json`` (else
+    ``tokenizer_config.json``), as plain strings."""
+    found: dict = {}
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):  # the map wins where both say
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object")
+        for key in (*_SPECIAL_TOKEN_DEFAULTS, "additional_special_tokens"):
+            if key in data and data[key] is not None:
+                found[key] = data[key]
+
+    def content(token) -> str:
+        return token["content"] if isinstance(token, dict) else str(token)
+
+    specials = {key: content(found.get(key, default)) for key, default in _SPECIAL_TOKEN_DEFAULTS.items()}
+    specials["additional_special_tokens"] = [content(t) for t in found.get("additional_special_tokens", [])]
+    return specials
+
+
+def load_tokenizer(directory: str | Path):
+    """The T5 tokenizer saved in a local directory, with the pipeline of its ``tokenizer.json`` as saved.
+
+    Returns a transformers fast tokenizer (for saving, decoding and the usual attributes) around that
+    pipeline. Hub ids are resolved to a directory by `sevila.checkpoints`.
+    """
+    from tokenizers import AddedToken, Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    directory = Path(directory)
+    path = directory / TOKENIZER_FILE
+    if not directory.is_dir():
+        raise ValueError(f"could not load a tokenizer from {directory}: not a directory")
+    if not path.is_file():
+        hint = " (it has only the sentencepiece model spiece.model)" if (directory / "spiece.model").is_file() else ""
+        raise ValueError(
+            f"could not load a tokenizer from {directory}: no {TOKENIZER_FILE}{hint}; SeViLA encodes with the "
+            f"fast tokenizer's saved pipeline, as the original does (Flan-T5's {TOKENIZER_FILE})"
+        )
     try:
-        return AutoTokenizer.from_pretrained(str(name_or_path))
-    except (OSError, ValueError) as err:  # not found locally, no network, not a tokenizer directory
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"could not load a tokenizer from {name_or_path}: {first_line}") from None
+        backend = Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception for malformed files
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{path}: not a readable tokenizer file ({first_line})") from None
+    specials = _special_tokens(directory)
+    names = [specials[key] for key in _SPECIAL_TOKEN_DEFAULTS] + specials["additional_special_tokens"]
+    backend.add_special_tokens([AddedToken(name, special=True, normalized=False) for name in names])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        **{key: specials[key] for key in _SPECIAL_TOKEN_DEFAULTS},
+        additional_special_tokens=specials["additional_special_tokens"],
+    )
 
 
 def single_token_id(tokenizer, word: str) -> int:
     """The id of ``word`` as one sentencepiece token (e.g. ``"yes"`` -> ``▁yes``); error if it splits."""
-    ids = tokenizer(word, add_special_tokens=False).input_ids
+    ids = _backend(tokenizer).encode(word, add_special_tokens=False).ids
     if len(ids) != 1:
         pieces = tokenizer.convert_ids_to_tokens(ids)
         raise ValueError(f"the tokenizer splits {word!r} into {len(ids)} tokens {pieces}; SeViLA needs one token")
     if ids[0] == tokenizer.unk_token_id:
         raise ValueError(f"{word!r} is not in the tokenizer's vocabulary (it maps to the unknown token)")
     return ids[0]
+
+
+def _backend(tokenizer):
+    """A private copy of a fast tokenizer's `tokenizers` pipeline, with no padding or truncation set."""
+    from tokenizers import Tokenizer
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise TypeError(
+            f"SeViLA needs a fast tokenizer (one with a tokenizers pipeline), got {type(tokenizer).__name__}; "
+            "load it with sevila.model.load_tokenizer"
+        )
+    copy = Tokenizer.from_str(backend.to_str())
+    copy.no_padding()
+    copy.no_truncation()
+    return copy
 
 
 @dataclass
@@ -57,6 +136,13 @@ class PromptTokenizer:
     def __init__(self, tokenizer, config: SeViLAConfig):
         self.tokenizer = tokenizer
         self.max_length = config.max_text_length
+        pad = {"pad_id": tokenizer.pad_token_id, "pad_token": tokenizer.pad_token}
+        # Truncation counts the ``</s>`` the post-processor appends, so it stays last (as in the reference).
+        self._texts = _backend(tokenizer)
+        self._texts.enable_truncation(self.max_length)
+        self._texts.enable_padding(**pad)
+        self._prefixes = _backend(tokenizer)
+        self._prefixes.enable_padding(**pad)
         self.yes_id = single_token_id(tokenizer, config.yes_word)
         self.no_id = single_token_id(tokenizer, config.no_word)
         self.option_ids = [single_token_id(tokenizer, letter) for letter in config.option_letters]
@@ -68,22 +154,12 @@ class PromptTokenizer:
         """Prompts and targets: with ``</s>``, truncated to ``max_text_length``, padded to the longest."""
         if isinstance(texts, str):
             raise TypeError("expected a list of strings, got a single string")
-        encoded = self.tokenizer(
-            list(texts),
-            padding="longest",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return TokenizedText(encoded.input_ids, encoded.attention_mask)
+        return _tensors(self._texts.encode_batch(list(texts), add_special_tokens=True))
 
     def prefixes(self, texts: Sequence[str]) -> TokenizedText:
         """Frame prefixes: no special tokens; tokenised together, so shorter ones are padded (mask 0),
         as the reference does for ``Frame 1: `` ... ``Frame k: ``."""
-        encoded = self.tokenizer(
-            list(texts), padding="longest", add_special_tokens=False, return_tensors="pt"
-        )
-        return TokenizedText(encoded.input_ids, encoded.attention_mask)
+        return _tensors(self._prefixes.encode_batch(list(texts), add_special_tokens=False))
 
     def keyframe_prefixes(self, count: int) -> TokenizedText:
         """``"Frame 1: "`` .. ``"Frame {count}: "``, tokenised once per count (every answerer call needs them)."""
@@ -102,11 +178,17 @@ class PromptTokenizer:
         return self.option_ids[:num_options]
 
 
+def _tensors(encodings) -> TokenizedText:
+    ids = torch.tensor([e.ids for e in encodings], dtype=torch.long)
+    mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.long)
+    return TokenizedText(ids, mask)
+
+
 def build_word_tokenizer(words: Sequence[str], extra_pieces: Sequence[str] = ()):
     """A small T5-compatible tokenizer whose vocabulary is ``words`` (one ``▁word`` piece each) plus single
     characters as a fallback; pad 0, eos 1, unk 2 as in T5. For tiny test models and toy worlds."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import T5TokenizerFast
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "</s>", "<unk>"]
     pieces: list[str] = []
@@ -134,15 +216,16 @@ def build_word_tokenizer(words: Sequence[str], extra_pieces: Sequence[str] = ())
             return -10.0
         return -1.0 if piece.startswith("▁") else -2.0
 
-    vocab = [(s, 0.0) for s in specials] + [(p, score(p)) for p in pieces]
+    # "▁" alone follows the specials (id 3, as in T5): it is the piece of a trailing or lone space.
+    vocab = [(s, 0.0) for s in specials] + [("▁", -10.0)] + [(p, score(p)) for p in pieces if p != "▁"]
     model = models.Unigram(vocab, unk_id=2, byte_fallback=False)
     backend = Tokenizer(model)
-    # Same pipeline as T5's converted sentencepiece tokenizer: collapse repeated spaces, split on
-    # whitespace (so a trailing space yields no token), then mark word starts with "▁".
+    # The pipeline transformers 4.2x's T5 converter builds (Flan-T5's tokenizer.json): collapse repeated
+    # spaces, then a Metaspace pre-tokenizer alone, so a trailing space is a "▁" token of its own.
     backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")]
-    )
-    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(tokenizer_object=backend, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0)
+    specials = dict(eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials.values()])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **specials)
