@@ -226,6 +226,10 @@ class SeViLAConfig:
         # T5Config derives dense_act_fn from feed_forward_proj ("gated-gelu" -> "gelu_new", the tanh
         # approximation); SeViLA overrides it to exact GELU after building the config.
         config.dense_act_fn = t.dense_act_fn
+        # Original T5 rescales the decoder output by d_model**-0.5 before its tied head; Flan-T5 (untied)
+        # does not. transformers 5 keeps that as `scale_decoder_outputs`, derived from the constructor's
+        # arguments in a way that differs between its releases (5.0 scales Flan-T5): set it explicitly.
+        config.scale_decoder_outputs = t.tie_word_embeddings
         return config
 
 
