@@ -13,16 +13,28 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
 STAGES = ("pretrain-localizer", "finetune-answerer", "refine-localizer")
+
+# Validation metrics (the names logged in metrics.jsonl) and the ones each stage can keep its best epoch by.
+FRAME_HIT = "val_top1_frame_hit"  # pretrain-localizer: queries whose top-scored frame is in a relevant window
+QA_ACCURACY = "val_qa_accuracy"  # QA stages: accuracy over the validation questions (a fraction)
+STAR_MEAN = "val_star_mean_type_accuracy"  # unweighted mean of STAR's four type accuracies (a fraction)
+SELECTION_METRICS = {
+    "pretrain-localizer": (FRAME_HIT,),
+    "finetune-answerer": (QA_ACCURACY, STAR_MEAN),
+    "refine-localizer": (QA_ACCURACY, STAR_MEAN),
+}
+KEEP_LOCALIZER = "model"  # localizer_init: keep the starting model's localizer
 
 
 class ConfigError(ValueError):
@@ -88,6 +100,17 @@ class TrainConfig:
     eval_batch_size: int  # per process
     model: str | None = None  # a sevila model directory or hub id to start from
     init: str | None = None  # or "blip2 <hub id | directory>": BLIP-2's Q-Former in both branches
+    # The localizer a 'model' start trains or uses. "model": the starting model's. "blip2 <hub id | directory>":
+    # right after loading, the localizer (vision LayerNorm, query tokens, Q-Former, projection) is replaced by
+    # that BLIP-2's Q-Former, as the original's self-refinement does (load_qformer_loc); the answerer, ViT and
+    # T5 stay the model's. The refine-localizer configs start so. With rounds, round 1 only (round r > 1 starts
+    # from round r-1's best). See sevila.train.start.
+    localizer_init: str = KEEP_LOCALIZER
+    # The validation metric whose best epoch becomes best/ (both are logged every epoch). null: the stage's own,
+    # val_qa_accuracy (pretrain-localizer: val_top1_frame_hit). val_star_mean_type_accuracy: the unweighted mean
+    # of the four STAR type accuracies (Interaction, Sequence, Prediction, Feasibility), the original's STAR
+    # agg_metrics; the STAR configs select so. It needs validation questions of all four types.
+    select_by: Literal["val_qa_accuracy", "val_star_mean_type_accuracy", "val_top1_frame_hit"] | None = None
     grad_accum_steps: int = 1
     num_keyframes: int = 4  # frames the localizer keeps for the answerer (the original's frame_num)
     uniform_frames: bool = False  # finetune-answerer without the localizer: every sampled frame, jointly
@@ -108,10 +131,22 @@ class TrainConfig:
     # End the run after this many optimizer steps (of the round) as a kill would: no checkpoint is written
     # then, so a resumed run continues from the last periodic one (for tests and time-limited jobs).
     stop_after_steps: int | None = None
+    # The YAML file the config was read from (set by load_config; not a key), for errors found while running.
+    source_file: ClassVar[str | None] = None
 
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir)
+
+    @property
+    def selection_metric(self) -> str:
+        """The metric the best epoch is chosen by (`select_by`, else the stage's own)."""
+        return self.select_by or SELECTION_METRICS[self.stage][0]
+
+    @property
+    def localizer_from(self) -> str | None:
+        """The BLIP-2 whose Q-Former replaces the starting model's localizer (`localizer_init`), if any."""
+        return blip2_source(self.localizer_init)
 
     @property
     def val_video_root(self) -> str:
@@ -199,6 +234,34 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+def blip2_source(value: str | None) -> str | None:
+    """The hub id or directory of a ``"blip2 <hub id | directory>"`` value, else None."""
+    if value is None:
+        return None
+    kind, _, source = value.strip().partition(" ")
+    return (source.strip() or None) if kind == "blip2" else None
+
+
+def _check_stage_start(config: TrainConfig) -> None:
+    """`localizer_init` is 'model' or a BLIP-2 that can exist; `select_by` is one of the stage's metrics."""
+    if config.localizer_init != KEEP_LOCALIZER:
+        source = blip2_source(config.localizer_init)
+        if source is None:
+            raise ConfigError("localizer_init", f"expected {KEEP_LOCALIZER!r} (keep the starting model's localizer) "
+                              f"or 'blip2 <hub id or directory>', got {config.localizer_init!r}")
+        if config.init is not None:
+            raise ConfigError("localizer_init", "'init' already starts the localizer from BLIP-2; localizer_init "
+                              f"replaces the localizer of a 'model' start, so it must be {KEEP_LOCALIZER!r} here")
+        path = Path(source)
+        if not path.is_dir() and (path.exists() or not re.fullmatch(r"[\w.-]+/[\w.-]+", source)):
+            raise ConfigError("localizer_init", f"BLIP-2 source {source!r} is neither a directory nor a Hugging "
+                              "Face hub id 'owner/name'")
+    offered = SELECTION_METRICS[config.stage]
+    if config.select_by is not None and config.select_by not in offered:
+        raise ConfigError("select_by", f"{config.stage} selects its best epoch by {' or '.join(offered)}, "
+                          f"got {config.select_by!r}")
+
+
 def _positive(config: TrainConfig, *keys: str, allow_zero: bool = False) -> None:
     for key in keys:
         value: Any = config
@@ -249,6 +312,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError("cache_vision_states", "needs data.augment false: random crops never give the same "
                           "frame twice, so cached ViT states would never be reused")
     _check_keyframes(config)
+    _check_stage_start(config)
     return config
 
 
@@ -285,11 +349,13 @@ def _deep_copy(data: Any) -> Any:
 
 def config_from_dict(data: Mapping[str, Any], source: str | None = None) -> TrainConfig:
     try:
-        return validate(_build(TrainConfig, data, ""))
+        config = validate(_build(TrainConfig, data, ""))
     except ConfigError as err:
         if source is None:
             raise
         raise ConfigError(err.key, err.problem, source) from None
+    config.source_file = source
+    return config
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
@@ -307,12 +373,17 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
 
 
 __all__ = [
+    "FRAME_HIT",
+    "QA_ACCURACY",
+    "SELECTION_METRICS",
     "STAGES",
+    "STAR_MEAN",
     "ConfigError",
     "DataConfig",
     "OptimConfig",
     "TrainConfig",
     "apply_overrides",
+    "blip2_source",
     "config_from_dict",
     "load_config",
     "validate",

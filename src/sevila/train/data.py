@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sevila.data import VideoRecordDataset, collate
 from sevila.data.records import QARecord, Record
+from sevila.evaluate.metrics.qa import question_type_of
 
 Key = tuple[int, int]  # (record index, item seed)
 
@@ -35,7 +36,8 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
 
 class SeededItems(Dataset):
     """`VideoRecordDataset` items fetched by ``(index, seed)`` under seeded generators; adds ``num_options``
-    (the record's option count, None for moment records) because a batch must share it."""
+    (the record's option count, None for moment records) because a batch must share it, and
+    ``question_type`` (the record's, else its qid's prefix; None for moment records) for per-type metrics."""
 
     def __init__(self, dataset: VideoRecordDataset):
         self.dataset = dataset
@@ -55,7 +57,9 @@ class SeededItems(Dataset):
             random.setstate(python_state)
         if item is not None:
             record = self.dataset.records[index]
-            item["num_options"] = len(record.options) if isinstance(record, QARecord) else None
+            qa = isinstance(record, QARecord)
+            item["num_options"] = len(record.options) if qa else None
+            item["question_type"] = (record.question_type or question_type_of(record.qid)) if qa else None
         return item
 
 

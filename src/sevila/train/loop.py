@@ -17,16 +17,20 @@ Steps. An optimizer step takes ``grad_accum_steps`` micro-batches per process (g
 on the last one only). An epoch is a whole number of optimizer steps; see `sevila.train.data` for the data
 order, which depends only on the seed, and `sevila.train.optim` for the schedule. Global generators
 (dropout) are seeded with ``seed + rank`` as in the original. After each epoch the model is validated and,
-if better than every earlier epoch, saved as ``best/`` (the first epoch always is: the original's initial
-best of 0 would never save a run whose accuracy stays 0).
+if better than every earlier epoch by the ``select_by`` metric, saved as ``best/`` (the first epoch always is:
+the original's initial best of 0 would never save a run whose accuracy stays 0).
+
+Start. The model is loaded from ``model`` (or ``init``); with ``localizer_init: blip2 <id|dir>`` its localizer
+is then replaced by that BLIP-2's Q-Former (`sevila.train.start`), as the original's self-refinement does.
 
 Rounds (refine-localizer). ``rounds: N`` runs the whole stage N times in ``round-1/`` … ``round-N/``. Round
 r > 1 starts from round r−1's ``best/`` (its refined localizer; the answerer, ViT and T5 are the starting
-model's, since only the localizer trains). What repeats in every round: a fresh AdamW state, the
-warmup + cosine schedule from step 0, ``epochs`` epochs over the same data order, pseudo-labels computed on
-the fly by the same frozen answerer, and validation with best-of-round selection. ``best/`` of the run is
-the best round's best (hard links, no copy). To let a re-fine-tuned answerer make the next round's
-pseudo-labels, chain runs instead: refine-localizer → finetune-answerer ``model=<its best>`` → ….
+model's, since only the localizer trains; ``localizer_init`` applies to round 1 only). What repeats in every
+round: a fresh AdamW state, the warmup + cosine schedule from step 0, ``epochs`` epochs over the same data
+order, pseudo-labels computed on the fly by the same frozen answerer, and validation with best-of-round
+selection. ``best/`` of the run is the best round's best (hard links, no copy). To let a re-fine-tuned
+answerer make the next round's pseudo-labels, chain runs instead: refine-localizer → finetune-answerer
+``model=<its best>`` → ….
 """
 
 from __future__ import annotations
@@ -42,17 +46,19 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from sevila.checkpoints import CheckpointError
 from sevila.data import VideoRecordDataset, read_records
 from sevila.data.records import Record
 from sevila.model import Precision, SeViLA
 from sevila.model.sevila import BRANCHES
 from sevila.model.vision_memo import memoized_vision
 from sevila.train import checkpointing as ckpt
-from sevila.train.config import TrainConfig
+from sevila.train.config import ConfigError, TrainConfig
 from sevila.train.data import EpochBatches, SeededItems, check_records, loader
 from sevila.train.logs import RunLog
 from sevila.train.optim import WarmupCosineSchedule, build_optimizer
 from sevila.train.recipes import Recipe, StageModel, recipe_for
+from sevila.train.start import copy_blip2_localizer
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +159,8 @@ def _run_facts(config: TrainConfig, world_size: int) -> dict[str, Any]:
         "grad_accum_steps": config.grad_accum_steps,
         "seed": config.seed,
         "uniform_frames": config.uniform_frames,
+        "localizer_init": config.localizer_init,  # the frozen localizer of finetune-answerer comes from it
+        "select_by": config.selection_metric,  # the best-so-far in the checkpoint is of this metric
     }
 
 
@@ -166,14 +174,20 @@ class StageRun:
     """One run of a stage in one run directory: model, optimizer, data, logs, and the epoch loop."""
 
     def __init__(self, config: TrainConfig, accelerator, recipe: Recipe, source: str, run_dir: Path,
-                 train_records: list[Record], val_records: list[Record], resume_from: Path | None):
+                 train_records: list[Record], val_records: list[Record], resume_from: Path | None,
+                 localizer_from: str | None = None):
         from accelerate.utils import set_seed
 
         self.config, self.accelerator, self.recipe, self.run_dir = config, accelerator, recipe, run_dir
-        self.source = source
+        self.source, self.localizer_from = source, localizer_from
         self.main = accelerator.is_main_process
         set_seed(config.seed + accelerator.process_index)  # every run (round) starts from the same state
         self.model = load_start_model(source, accelerator.device)
+        if localizer_from is not None:  # the original's load_qformer_loc (sevila.train.start)
+            try:
+                copy_blip2_localizer(self.model, localizer_from)
+            except (CheckpointError, FileNotFoundError) as err:
+                raise ConfigError("localizer_init", str(err), config.source_file) from None
         self.model.set_trainable(recipe.branch)
         check_trainable(self.model, recipe.branch)
         self.optimizer = build_optimizer(self.model, config.optim)
@@ -331,12 +345,13 @@ class StageRun:
         return loss_sum / count if count else math.nan
 
     def _end_epoch(self, epoch: int) -> None:
-        metric = self.evaluate()
+        metrics = self.evaluate()
+        metric = metrics[self.recipe.metric]
         improved = self.progress.best_metric is None or metric > self.progress.best_metric
         if improved:
             self.progress.best_metric, self.progress.best_epoch = metric, epoch
-            self._save_best(epoch, metric)
-        self.log.log({"step": self.progress.global_step, "epoch": epoch, self.recipe.metric: metric,
+            self._save_best(epoch, metrics)
+        self.log.log({"step": self.progress.global_step, "epoch": epoch, **metrics,
                       "best": improved, "skipped_batches": self.progress.skipped_batches})
         if self.main:
             logger.info("epoch %d: %s %.4f%s", epoch + 1, self.recipe.metric, metric, " (best)" if improved else "")
@@ -344,11 +359,12 @@ class StageRun:
         self._save_checkpoint()
 
     @torch.no_grad()
-    def evaluate(self) -> float:
-        """The stage's validation metric over the whole validation split, every record scored exactly once
-        (each process takes a share; the original's padded DistributedSampler counted some twice)."""
+    def evaluate(self) -> dict[str, float]:
+        """The stage's validation metrics (by log name; `recipe.metric` among them) over the whole validation
+        split, every record scored exactly once (each process takes a share; the original's padded
+        DistributedSampler counted some twice)."""
         self.model.eval()
-        counts = torch.zeros(2, dtype=torch.float64)
+        counts = torch.zeros(len(self.recipe.count_names), dtype=torch.float64)
         for batch in tqdm(self.val_loader, desc="validation", disable=not self.main, leave=False):
             if batch is not None:
                 counts += torch.tensor(self.recipe.score(self.model, batch), dtype=torch.float64)
@@ -356,7 +372,10 @@ class StageRun:
         if counts[1] == 0:
             raise ValueError(f"{self.config.data.val}: no validation item could be loaded or scored "
                              f"(for moment queries: none has a sampled frame inside a relevant window)")
-        return float(counts[0] / counts[1])
+        try:
+            return self.recipe.metrics(counts.tolist())
+        except ValueError as err:
+            raise ValueError(f"{self.config.data.val}: {err}") from None
 
     # ------------------------------------------------------------------ writing
     def _save_checkpoint(self) -> None:
@@ -376,13 +395,14 @@ class StageRun:
             ckpt.commit_dir(tmp, target)
         a.wait_for_everyone()
 
-    def _save_best(self, epoch: int, metric: float) -> None:
+    def _save_best(self, epoch: int, metrics: dict[str, float]) -> None:
         if self.main:
             target = self.run_dir / ckpt.BEST_DIR
             tmp = ckpt.fresh_tmp_dir(target)
             self.model.save_pretrained(tmp)
-            info = {"stage": self.recipe.stage, "epoch": epoch, self.recipe.metric: metric,
-                    "global_step": self.progress.global_step, "started_from": self.source}
+            info = {"stage": self.recipe.stage, "epoch": epoch, **metrics, "selected_by": self.recipe.metric,
+                    "global_step": self.progress.global_step, "started_from": self.source,
+                    "localizer_from_blip2": self.localizer_from}
             (tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
             ckpt.commit_dir(tmp, target)
         self.accelerator.wait_for_everyone()
@@ -419,16 +439,21 @@ def train(config: TrainConfig) -> TrainResult:
         raise ValueError("resume=<checkpoint> needs rounds=1; with rounds, use resume=true on the run directory")
     train_records = read_split(config.data.train, recipe, "train")
     val_records = read_split(config.data.val, recipe, "val")
+    try:
+        recipe.check_validation(val_records, config.data.val)
+    except ValueError as err:
+        raise ConfigError("select_by", str(err), config.source_file) from None
     source = config.model if config.model is not None else str(config.init)
 
-    def stage(run_path: Path, start: str) -> StageResult:
+    def stage(run_path: Path, start: str, localizer_from: str | None) -> StageResult:
         resume_from = _resume_point(config, run_path, accelerator)
-        return StageRun(config, accelerator, recipe, start, run_path, train_records, val_records, resume_from).run()
+        return StageRun(config, accelerator, recipe, start, run_path, train_records, val_records, resume_from,
+                        localizer_from).run()
 
     if config.rounds == 1:
         if config.resume is True and _resume_point(config, run_dir, accelerator) is None:
             raise FileNotFoundError(f"nothing to resume: no {ckpt.CHECKPOINT_DIR}/ in {run_dir}")
-        result = stage(run_dir, source)
+        result = stage(run_dir, source, config.localizer_from)
         return TrainResult(run_dir, recipe.stage, result.metric, result.best_metric, result.best_dir, result.stopped,
                            [result])
     return _train_rounds(config, accelerator, recipe, source, stage)
@@ -449,7 +474,7 @@ def _train_rounds(config: TrainConfig, accelerator, recipe: Recipe, source: str,
         else:
             if accelerator.is_main_process:
                 logger.info("refine-localizer round %d of %d, starting from %s", number, config.rounds, start)
-            result = stage(round_dir, start)
+            result = stage(round_dir, start, config.localizer_from if number == 1 else None)
         results.append(result)
         if result.stopped:
             return TrainResult(run_dir, recipe.stage, result.metric, None, None, True, results)

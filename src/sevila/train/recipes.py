@@ -3,8 +3,8 @@
 =====================  ==========  =========  ==============================================  ======================
 stage                  branch      records    loss (`SeViLA` method)                          validation metric
 =====================  ==========  =========  ==============================================  ======================
-pretrain-localizer     localizer   moments    ``pretrain_localizer_loss`` (per-frame yes/no   frame yes/no accuracy
-                                              labels from the relevant windows)
+pretrain-localizer     localizer   moments    ``pretrain_localizer_loss`` (per-frame yes/no   top-scored frame in a
+                                              labels from the relevant windows)               relevant window
 finetune-answerer      answerer    QA         ``answerer_loss_with_localizer`` (the frozen    QA accuracy of chained
                                               localizer picks the keyframes); with            inference (uniform
                                               ``uniform_frames``: ``answerer_loss_uniform``   frames: no localizer)
@@ -13,7 +13,10 @@ refine-localizer       localizer   QA         ``refine_localizer_loss`` (pseudo-
 =====================  ==========  =========  ==============================================  ======================
 
 The refined localizer is selected by downstream QA accuracy, as the original does (it has no localization
-metric for QA datasets). A batch is the `sevila.data.collate` dict plus ``num_options`` per item.
+metric for QA datasets). The QA stages also log ``val_star_mean_type_accuracy`` when the validation questions
+cover STAR's four types — the unweighted mean of the four type accuracies, the original's STAR ``agg_metrics``
+(``vqa.py:L494-L495``) — and ``select_by`` chooses which of the two picks the best epoch. A batch is the
+`sevila.data.collate` dict plus ``num_options`` and ``question_type`` per item.
 `StageModel` is what the loop (and DDP) runs forward: the recipe's loss of one batch.
 """
 
@@ -25,9 +28,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from sevila.data.records import MomentRecord, QARecord
+from sevila.data.records import MomentRecord, QARecord, Record
+from sevila.evaluate.metrics.qa import STAR_TYPES, question_type_of
 from sevila.model import SeViLA
-from sevila.train.config import TrainConfig
+from sevila.train.config import FRAME_HIT, QA_ACCURACY, SELECTION_METRICS, STAR_MEAN, TrainConfig
 from sevila.train.data import shared_option_count, split_by_options
 
 Batch = dict[str, Any]
@@ -35,29 +39,44 @@ Batch = dict[str, Any]
 
 @dataclass
 class Recipe:
-    """A stage. ``num_keyframes`` and ``uniform_frames`` are the only options the losses and metrics read."""
+    """A stage. ``num_keyframes`` and ``uniform_frames`` are the only options the losses and metrics read;
+    ``select_by`` names the validation metric that picks the best epoch (None: the stage's own)."""
 
     num_keyframes: int = 4
     uniform_frames: bool = False
+    select_by: str | None = None
 
     stage: ClassVar[str]
     branch: ClassVar[str]  # the one trainable branch
     record_type: ClassVar[type]
-    metric: ClassVar[str]  # name of the validation metric in the logs
+    count_names: ClassVar[tuple[str, ...]]  # what `score` counts; [0] / [1] is the stage's own metric
+
+    @property
+    def metric(self) -> str:
+        """Name (in the logs) of the validation metric the best epoch is chosen by."""
+        return self.select_by or SELECTION_METRICS[self.stage][0]
 
     def loss(self, model: SeViLA, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
-    def score(self, model: SeViLA, batch: Batch) -> tuple[int, int]:
-        """(correct, total) of the validation metric on one batch; call without gradients."""
+    def score(self, model: SeViLA, batch: Batch) -> tuple[int, ...]:
+        """The counts named by `count_names` on one batch (summed over batches and processes, then turned into
+        metrics by `metrics`); call without gradients."""
         raise NotImplementedError
+
+    def metrics(self, counts) -> dict[str, float]:
+        """The validation metrics (by log name) of the summed counts; ``counts[1]`` is positive."""
+        raise NotImplementedError
+
+    def check_validation(self, records: list[Record], source: str) -> None:
+        """Refuse, before any training, a validation split the selection metric cannot be computed on."""
 
 
 class PretrainLocalizer(Recipe):
     stage = "pretrain-localizer"
     branch = "localizer"
     record_type = MomentRecord
-    metric = "val_top1_frame_hit"
+    count_names = ("hits", "queries")
 
     def loss(self, model: SeViLA, batch: Batch) -> torch.Tensor:
         return model.pretrain_localizer_loss(batch["frames"], batch["loc_prompt"], batch["frame_labels"]).loss
@@ -76,6 +95,9 @@ class PretrainLocalizer(Recipe):
         hits = labels[torch.arange(len(top)), top] & has_positive
         return int(hits.sum()), int(has_positive.sum())
 
+    def metrics(self, counts) -> dict[str, float]:
+        return {FRAME_HIT: float(counts[0] / counts[1])}
+
 
 def by_option_count(batch: Batch, part_loss) -> torch.Tensor:
     """The batch loss when its questions have different option counts (the option-letter ids differ):
@@ -90,13 +112,18 @@ def by_option_count(batch: Batch, part_loss) -> torch.Tensor:
 
 
 class QARecipe(Recipe):
-    """The two stages trained on multiple-choice records and judged by chained-inference QA accuracy."""
+    """The two stages trained on multiple-choice records and judged by chained-inference QA accuracy, overall
+    (``val_qa_accuracy``) and, on STAR, as the mean of the four type accuracies (``val_star_mean_type_accuracy``).
+
+    A question's type is its record's ``question_type``, else the qid's prefix (``qid.split('_')[0]``), as in
+    `sevila.evaluate.metrics.qa`. Both metrics are fractions; the original logs the STAR mean in percent.
+    """
 
     record_type = QARecord
-    metric = "val_qa_accuracy"
+    count_names = ("correct", "questions") + tuple(f"{t}_{c}" for t in STAR_TYPES for c in ("correct", "questions"))
 
-    def score(self, model: SeViLA, batch: Batch) -> tuple[int, int]:
-        correct = total = 0
+    def score(self, model: SeViLA, batch: Batch) -> tuple[int, ...]:
+        counts = [0] * len(self.count_names)
         for part in split_by_options(batch):
             out = model.predict(
                 part["frames"],
@@ -106,9 +133,37 @@ class QARecipe(Recipe):
                 num_keyframes=self.num_keyframes,
                 use_localizer=not self.uniform_frames,
             )
-            correct += int((out.prediction.cpu() == part["answer"]).sum())
-            total += len(part["answer"])
-        return correct, total
+            right = (out.prediction.cpu() == part["answer"]).tolist()
+            types = part.get("question_type") or [None] * len(right)
+            for ok, qtype, qid in zip(right, types, part["qid"]):
+                counts[0] += int(ok)
+                counts[1] += 1
+                qtype = qtype or question_type_of(qid)
+                if qtype in STAR_TYPES:
+                    slot = 2 + 2 * STAR_TYPES.index(qtype)
+                    counts[slot] += int(ok)
+                    counts[slot + 1] += 1
+        return tuple(counts)
+
+    def metrics(self, counts) -> dict[str, float]:
+        result = {QA_ACCURACY: float(counts[0] / counts[1])}
+        per_type = [(counts[2 + 2 * i], counts[3 + 2 * i]) for i in range(len(STAR_TYPES))]
+        if all(total > 0 for _, total in per_type):
+            result[STAR_MEAN] = float(sum(correct / total for correct, total in per_type) / len(per_type))
+        elif self.metric == STAR_MEAN:
+            absent = [t for t, (_, total) in zip(STAR_TYPES, per_type) if not total > 0]
+            raise ValueError(f"select_by {STAR_MEAN}: no validation question of type {', '.join(absent)} "
+                             "could be scored (their videos failed to load?)")
+        return result
+
+    def check_validation(self, records: list[Record], source: str) -> None:
+        if self.metric != STAR_MEAN:
+            return
+        present = {r.question_type or question_type_of(r.qid) for r in records if isinstance(r, QARecord)}
+        absent = [t for t in STAR_TYPES if t not in present]
+        if absent:
+            raise ValueError(f"{source}: {STAR_MEAN} needs validation questions of all four STAR types "
+                             f"({', '.join(STAR_TYPES)}); none is of type {', '.join(absent)}")
 
 
 class FinetuneAnswerer(QARecipe):
@@ -140,15 +195,18 @@ class RefineLocalizer(QARecipe):
 RECIPES: dict[str, type[Recipe]] = {r.stage: r for r in (PretrainLocalizer, FinetuneAnswerer, RefineLocalizer)}
 
 
-def build_recipe(stage: str, num_keyframes: int = 4, uniform_frames: bool = False) -> Recipe:
-    try:
-        return RECIPES[stage](num_keyframes=num_keyframes, uniform_frames=uniform_frames)
-    except KeyError:
-        raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(RECIPES)}") from None
+def build_recipe(stage: str, num_keyframes: int = 4, uniform_frames: bool = False,
+                 select_by: str | None = None) -> Recipe:
+    if stage not in RECIPES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(RECIPES)}")
+    if select_by is not None and select_by not in SELECTION_METRICS[stage]:
+        raise ValueError(f"{stage} selects its best epoch by {' or '.join(SELECTION_METRICS[stage])}, "
+                         f"not {select_by!r}")
+    return RECIPES[stage](num_keyframes=num_keyframes, uniform_frames=uniform_frames, select_by=select_by)
 
 
 def recipe_for(config: TrainConfig) -> Recipe:
-    return build_recipe(config.stage, config.num_keyframes, config.uniform_frames)
+    return build_recipe(config.stage, config.num_keyframes, config.uniform_frames, config.select_by)
 
 
 class StageModel(nn.Module):
