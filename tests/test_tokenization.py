@@ -174,3 +174,24 @@ def test_tokenizer_directories_that_cannot_be_used_are_named(tmp_path):
     (tmp_path / "bad" / "special_tokens_map.json").write_text("[1, 2")
     with pytest.raises(ValueError, match="special_tokens_map.json: not valid JSON"):
         load_tokenizer(tmp_path / "bad")
+
+
+def test_a_tokenizer_named_by_hub_id_comes_from_the_hub_cache(tmp_path, monkeypatch):
+    """A model config names its tokenizer by hub id (``google/flan-t5-xl``); it is fetched like a model
+    (here from a local hub cache, offline) and loaded with its saved pipeline."""
+    import huggingface_hub.constants as hub
+
+    from sevila.checkpoints import tokenizer_from
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "cache" / "models--tester--tiny-t5"
+    tokenizer = build_word_tokenizer(["Frame", "yes"])
+    tokenizer.save_pretrained(str(repo / "snapshots" / revision))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)
+    assert tokenizer_from("tester/tiny-t5")("Frame 1: ").input_ids == tokenizer("Frame 1: ").input_ids
+    with pytest.raises(Exception, match="could not get tester/absent from the Hugging Face Hub"):
+        tokenizer_from("tester/absent")

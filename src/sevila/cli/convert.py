@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import re
 import sys
 from pathlib import Path
 
 BLIP2_HUB_ID = "Salesforce/blip2-flan-t5-xl"  # as sevila.checkpoints; not imported here so --help stays fast
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_size(value: str) -> int:
+    """``5GB``, ``500MB``, ``2GiB`` or a number of bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]I?B|B)?\s*", value, flags=re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {value!r} (e.g. 5GB, 500MB, 2GiB)")
+    size = int(float(match.group(1)) * _UNITS[(match.group(2) or "").upper()])
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"a shard size must be positive, got {value!r}")
+    return size
 
 
 def register(subparsers) -> None:
@@ -18,31 +30,48 @@ def register(subparsers) -> None:
             "Convert an original LAVIS-format checkpoint (sevila_pretrained.pth, a stage checkpoint, "
             "blip2_pretrained_flant5xl.pth, ...) into a directory loadable with SeViLA.from_pretrained. "
             "SeViLA's checkpoints hold only the two Q-Former branches, so the ViT and Flan-T5 come from "
-            f"--base, a transformers BLIP-2 (hub id such as {BLIP2_HUB_ID} or a local directory)."
+            f"--base, a transformers BLIP-2 (hub id such as {BLIP2_HUB_ID} or a local directory). "
+            "Tensors are converted one at a time (no model is built), so memory stays near the largest tensor."
         ),
     )
     parser.add_argument("checkpoint", type=Path, help="the original .pth file")
-    parser.add_argument("output_dir", type=Path, help="directory to write config.json, model.safetensors, tokenizer")
+    parser.add_argument(
+        "output_dir", type=Path,
+        help="directory to write config.json, the weights (model.safetensors or shards with "
+             "model.safetensors.index.json) and tokenizer/",
+    )
     parser.add_argument("--base", help=f"BLIP-2 hub id or directory providing every other weight (e.g. {BLIP2_HUB_ID})")
     parser.add_argument(
         "--config",
         help="without --base: a preset name (paper, tiny, mid) or a sevila config.json giving the model's sizes",
     )
     parser.add_argument("--tokenizer", help="without --base: tokenizer hub id or directory (default: the config's)")
+    parser.add_argument(
+        "--dtype", choices=("fp32", "bf16", "fp16"),
+        help="store the floating-point weights in this dtype (default: each keeps the dtype it has in its source)",
+    )
+    parser.add_argument(
+        "--max-shard-size", type=parse_size, default="5GB",
+        help="largest weight file to write (default 5GB; a larger model is split into shards)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from sevila.checkpoints import convert_original_checkpoint
     from sevila.config import PRESETS, SeViLAConfig
+    from sevila.model.precision import parse_dtype
 
     config = None
     if args.base is None:
         if args.config is None:
             raise ValueError("either --base (a BLIP-2 model) or --config (the model's sizes) is required")
         config = SeViLAConfig.preset(args.config) if args.config in PRESETS else SeViLAConfig.load(args.config)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    report = convert_original_checkpoint(args.checkpoint, args.output_dir, args.base, config, args.tokenizer)
+    report = convert_original_checkpoint(
+        args.checkpoint, args.output_dir, args.base, config, args.tokenizer,
+        dtype=parse_dtype(args.dtype) if args.dtype else None, max_shard_size=args.max_shard_size,
+    )
     print(report.summary(), file=sys.stderr)
-    print(f"wrote {args.output_dir}")
+    weights = sorted(p.name for p in args.output_dir.iterdir() if p.name.startswith("model"))
+    print(f"wrote {args.output_dir} ({', '.join(weights)}, config.json, tokenizer/)")
     return 0
