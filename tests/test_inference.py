@@ -86,6 +86,13 @@ def test_cache_reuses_features_and_invalidates_on_any_change(video, tmp_path):
     with torch.no_grad():
         model.localizer.projection.bias.add_(1.0)  # weights changed in place
     assert model_fingerprint(model) != before
+    from dataclasses import replace
+
+    weights_changed = model_fingerprint(model)
+    model.precision = replace(model.precision, vision_autocast=torch.bfloat16)  # same weights, other compute
+    assert model_fingerprint(model) != weights_changed
+    model.precision = replace(model.precision, vision_autocast=None)
+    assert model_fingerprint(model) == weights_changed
     changed = encode_video(model, video, 6, cache=cache)
     assert cache.misses == 5 and not torch.equal(changed.features.localizer, first.features.localizer)
     assert len(cache.entries()) == 5

@@ -71,12 +71,14 @@ def model_fingerprint(model: SeViLA) -> str:
     """
     modules = {"vision": model.vision, "answerer": model.answerer, "localizer": model.localizer}
     tensors = [(f"{name}.{key}", t) for name, module in modules.items() for key, t in module.state_dict().items()]
-    versions = tuple((id(t), t._version) for _, t in tensors)
+    versions = (model.precision, tuple((id(t), t._version) for _, t in tensors))
     cached = getattr(model, "_feature_fingerprint", None)
     if cached is not None and cached[0] == versions:
         return cached[1]
     digest = hashlib.sha256()
     digest.update(model.config.to_json().encode())
+    # How the stages compute (autocast) changes the features as much as the weights' dtypes do.
+    digest.update(json.dumps(model.precision.to_dict(), sort_keys=True).encode())
     for key, tensor in tensors:
         digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())

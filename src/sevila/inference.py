@@ -19,7 +19,7 @@ import torch
 
 from sevila import prompts
 from sevila.features import FeatureCache, VideoFeatures, encode_video
-from sevila.model import FrameFeatures, SeViLA
+from sevila.model import FrameFeatures, Precision, SeViLA
 
 
 @dataclass
@@ -171,13 +171,19 @@ class VideoQA:
         name_or_path: str | Path,
         device: str | torch.device | None = None,
         cache: FeatureCache | bool | None = True,
+        precision: str | Precision | None = None,
         **kwargs,
     ) -> VideoQA:
-        """A model by name, hub id or directory; ``cache=True`` uses the default cache location."""
+        """A model by name, hub id or directory; ``cache=True`` uses the default cache location.
+
+        ``precision``: ``"reference"`` (the original's mixed precision; the default on CUDA), ``"bf16"``
+        (faster, lighter) or ``"fp32"`` (the default on a CPU), or a `Precision`; see `sevila.model.precision`.
+        """
         from sevila.checkpoints import load_model
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = load_model(name_or_path, device=device)
+        precision = Precision.named(precision, device)  # a bad name fails before anything is loaded
+        model = load_model(name_or_path, device=device, precision=precision)
         if cache is True:
             cache = FeatureCache()
         return cls(model, cache=cache or None, **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from sevila.cli.common import add_precision_argument
 
 
 def register(subparsers) -> None:
@@ -18,6 +19,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("-q", "--question", help="another question about the example video")
     parser.add_argument("-o", "--option", dest="options", action="append", help="an option (repeat, 2 to 5)")
+    add_precision_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.set_defaults(func=run)
 
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give both --question and --option, or neither")
     question = args.question or example["question"]
     options = args.options or example["options"]
-    qa = VideoQA.load("demo", device="cpu", cache=False)
+    qa = VideoQA.load("demo", device="cpu", cache=False, precision=args.precision)
     answer = qa.predict(DEMO_DIR / example["video"], question, options)
     if args.json:
         print(json.dumps(answer.to_dict(), indent=2))

@@ -84,6 +84,7 @@ class SeViLA(nn.Module):
         self.answerer = VisualBranch(config)
         self.localizer = VisualBranch(config)
         self.language_model = build_language_model(config)
+        self.precision = Precision()  # what `apply_precision` last set: how each stage computes
         self.text: PromptTokenizer | None = None
         if tokenizer is not None:
             self.set_tokenizer(tokenizer)
@@ -117,11 +118,23 @@ class SeViLA(nn.Module):
         return self
 
     def apply_precision(self, precision: Precision) -> SeViLA:
-        self.vision.to(precision.vision)
-        self.answerer.to(precision.qformer)
-        self.localizer.to(precision.qformer)
-        self.language_model.to(precision.language_model)
+        """Store every parameter in its dtype (`Precision.param_dtype`) and compute each stage as ``precision``
+        says from now on. Cheap when the weights already have their dtypes (e.g. materialised so)."""
+        with torch.no_grad():
+            for name, param in self.named_parameters():  # tied weights appear once
+                dtype = precision.param_dtype(name)
+                if param.dtype != dtype:
+                    param.data = param.data.to(dtype)
+            for name, buffer in self.named_buffers():
+                if buffer.is_floating_point():
+                    module, _, attr = name.rpartition(".")
+                    self.get_submodule(module)._buffers[attr] = buffer.to(precision.param_dtype(name))
+        self.precision = precision
         return self
+
+    def autocast(self, stage: str):
+        """The context ``stage`` ("vision", "localizer", "answerer", "language_model") computes in."""
+        return self.precision.autocast(stage, self.device)
 
     @property
     def device(self) -> torch.device:
@@ -137,8 +150,24 @@ class SeViLA(nn.Module):
         pixels = frames.flatten(0, 1) if frames.dim() == 5 else frames
         if pixels.dim() != 4:
             raise ValueError(f"frames must be (videos, frames, 3, H, W) or (frames, 3, H, W), got {tuple(frames.shape)}")
-        pixels = pixels.to(device=self.device, dtype=self.vision.embeddings.patch_embedding.weight.dtype)
-        return self.vision(pixel_values=pixels).last_hidden_state
+        with self.autocast("vision"):
+            if self.precision.vision_fp32_norms:
+                return self._vision_fp32_residual(pixels.to(device=self.device, dtype=torch.float32))
+            pixels = pixels.to(device=self.device, dtype=self.vision.embeddings.patch_embedding.weight.dtype)
+            return self.vision(pixel_values=pixels).last_hidden_state
+
+    def _vision_fp32_residual(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The ViT as the original's fp16 EVA runs it under autocast: the patch convolution in the autocast
+        dtype, then the class token and position embeddings (fp32) joined and added with type promotion, so
+        the residual stream and the output stay fp32 (transformers' embeddings would cast them down to the
+        convolution's dtype instead)."""
+        embeddings = self.vision.embeddings
+        patches = embeddings.patch_embedding(pixels).flatten(2).transpose(1, 2)
+        cls = embeddings.class_embedding.expand(pixels.shape[0], 1, -1)
+        hidden = torch.cat([cls, patches], dim=1)  # fp32 + fp16 -> fp32, as EVA's torch.cat under autocast
+        hidden = hidden + embeddings.position_embedding[:, : hidden.shape[1]]
+        hidden = self.vision.encoder(inputs_embeds=hidden).last_hidden_state
+        return self.vision.post_layernorm(hidden)  # an Identity (see __init__)
 
     def encode_frames(self, frames: torch.Tensor, chunk_size: int | None = None) -> FrameFeatures:
         """Visual tokens of every frame for both branches: (videos, frames, Q, D) each.
@@ -153,8 +182,10 @@ class SeViLA(nn.Module):
         answerer, localizer = [], []
         for start in range(0, flat.shape[0], step):
             states = self.encode_vision(flat[start : start + step])
-            answerer.append(self.answerer(states))
-            localizer.append(self.localizer(states))
+            with self.autocast("answerer"):
+                answerer.append(self.answerer(states))
+            with self.autocast("localizer"):
+                localizer.append(self.localizer(states))
 
         def unflatten(parts: list[torch.Tensor]) -> torch.Tensor:
             tokens = torch.cat(parts)
@@ -169,7 +200,7 @@ class SeViLA(nn.Module):
         _check_batch("prompts", prompts, videos)
         text = self._text()
         encoded = text(prompts).repeat_interleave(num_frames)
-        return layouts.frame_level_inputs(self.embed_tokens, tokens.flatten(0, 1), text.frame_prefix, encoded)
+        return layouts.frame_level_inputs(self._t5_embed(tokens), tokens.flatten(0, 1), text.frame_prefix, encoded)
 
     def video_level_inputs(self, tokens: torch.Tensor, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (videos, k, Q, D) + one prompt per video -> one T5 row per video with "Frame i: " prefixes."""
@@ -177,8 +208,18 @@ class SeViLA(nn.Module):
         _check_batch("prompts", prompts, videos)
         text = self._text()
         return layouts.video_level_inputs(
-            self.embed_tokens, tokens, text.keyframe_prefixes(num_frames), text(prompts)
+            self._t5_embed(tokens), tokens, text.keyframe_prefixes(num_frames), text(prompts)
         )
+
+    def _t5_embed(self, tokens: torch.Tensor):
+        """T5's token embedding for building inputs with ``tokens``. With ``promote_t5_inputs`` the embeddings
+        come out in the promoted dtype of both (bf16 embeddings and fp32 visual tokens: fp32, exactly), as
+        the original's ``torch.cat`` under autocast; otherwise the visual tokens are cast to the embeddings'."""
+        embed = self.embed_tokens
+        dtype = torch.promote_types(embed.weight.dtype, tokens.dtype)
+        if not self.precision.promote_t5_inputs or dtype == embed.weight.dtype:
+            return embed
+        return lambda ids: embed(ids).to(dtype)
 
     def _targets(self, answers: torch.Tensor | Sequence[int], num_options: int) -> list[str]:
         answers = [int(a) for a in answers]
@@ -198,7 +239,8 @@ class SeViLA(nn.Module):
         text = self._text()
         embeds, mask = self.frame_level_inputs(localizer_tokens, loc_prompts)
         ids = [text.yes_id, text.no_id] if with_no else [text.yes_id]
-        logits = scoring.first_step_logits(self.language_model, embeds, mask, ids)
+        with self.autocast("language_model"):
+            logits = scoring.first_step_logits(self.language_model, embeds, mask, ids)
         logits = logits.view(*localizer_tokens.shape[:2], len(ids))
         return logits if with_no else logits[..., 0]
 
@@ -206,7 +248,8 @@ class SeViLA(nn.Module):
         """Answerer on k frames per video (multi-frame layout): option-letter logits at decoding step 1."""
         option_ids = self._text().option_token_ids(num_options)
         embeds, mask = self.video_level_inputs(answerer_tokens, qa_prompts)
-        steps = scoring.greedy_second_step_logits(self.language_model, embeds, mask, option_ids)
+        with self.autocast("language_model"):
+            steps = scoring.greedy_second_step_logits(self.language_model, embeds, mask, option_ids)
         return AnswerOutput(option_scores=steps.step1_logits, first_token=steps.first_token)
 
     def answer_per_frame(
@@ -215,7 +258,8 @@ class SeViLA(nn.Module):
         """Single-frame answerer: every frame answers alone. Scores (videos, frames, options)."""
         option_ids = self._text().option_token_ids(num_options)
         embeds, mask = self.frame_level_inputs(answerer_tokens, qa_prompts)
-        steps = scoring.greedy_second_step_logits(self.language_model, embeds, mask, option_ids)
+        with self.autocast("language_model"):
+            steps = scoring.greedy_second_step_logits(self.language_model, embeds, mask, option_ids)
         shape = answerer_tokens.shape[:2]
         return AnswerOutput(
             option_scores=steps.step1_logits.view(*shape, -1), first_token=steps.first_token.view(shape)
@@ -269,9 +313,10 @@ class SeViLA(nn.Module):
         embeds, mask = self.frame_level_inputs(answerer_tokens, qa_prompts)
         targets = [t for t in self._targets(answers, num_options) for _ in range(num_frames)]
         labels, _ = text.labels(targets)
-        logits = scoring.teacher_forced_logits(
-            self.language_model, embeds, mask, labels.to(embeds.device), text.option_token_ids(num_options)
-        )[:, 1].view(videos, num_frames, num_options)
+        with self.autocast("language_model"):
+            logits = scoring.teacher_forced_logits(
+                self.language_model, embeds, mask, labels.to(embeds.device), text.option_token_ids(num_options)
+            )[:, 1].view(videos, num_frames, num_options)
         gold = torch.as_tensor([int(a) for a in answers], device=logits.device)
         return logits.argmax(dim=-1) == gold[:, None], logits
 
@@ -281,9 +326,10 @@ class SeViLA(nn.Module):
         embeds, mask = self.frame_level_inputs(tokens, loc_prompts)
         words = [self.config.yes_word if bool(y) else self.config.no_word for y in frame_labels.flatten()]
         labels, decoder_mask = text.labels(words)
-        return scoring.sequence_loss(
-            self.language_model, embeds, mask, labels.to(embeds.device), decoder_mask.to(embeds.device)
-        )
+        with self.autocast("language_model"):
+            return scoring.sequence_loss(
+                self.language_model, embeds, mask, labels.to(embeds.device), decoder_mask.to(embeds.device)
+            )
 
     def refine_localizer_loss(
         self,
@@ -357,9 +403,10 @@ class SeViLA(nn.Module):
             embeds, mask = self.frame_level_inputs(tokens, qa_prompts)
             targets = [t for t in targets for _ in range(tokens.shape[1])]
         labels, decoder_mask = text.labels(targets)
-        return scoring.sequence_loss(
-            self.language_model, embeds, mask, labels.to(embeds.device), decoder_mask.to(embeds.device)
-        )
+        with self.autocast("language_model"):
+            return scoring.sequence_loss(
+                self.language_model, embeds, mask, labels.to(embeds.device), decoder_mask.to(embeds.device)
+            )
 
     def _token_shape(self) -> tuple[int, int]:
         return (self.config.qformer.num_query_tokens, self.config.language_model.d_model)

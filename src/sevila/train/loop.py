@@ -5,13 +5,15 @@ process), ``accelerate launch`` or ``torchrun`` (several processes, one or sever
 NCCL on GPU) — and wraps the `StageModel` in DDP. The run directory must be on a filesystem every node
 sees (the main process writes checkpoints, every process its own generator states).
 
-Precision. The model's parts get storage dtypes from `Precision.for_device` (on CUDA: ViT bf16, Q-Formers
-fp32, T5 bf16 — never fp16, whose range T5's activations overflow). ``mixed_precision: bf16`` (the default
-on CUDA) additionally runs the forward under ``torch.autocast(bfloat16)``: the trained Q-Former's matmuls
-then run in bf16 while its weights, gradients and AdamW state stay fp32 (checked); LayerNorms, softmax and
-the cross-entropy run in fp32 as autocast decides. This replaces the original's fp16 autocast + GradScaler
-(bf16 has fp32's range, so there is no loss scaling and no GradScaler state). Validation runs without
-autocast, exactly like inference with `SeViLA.from_pretrained`.
+Precision. The frozen parts are stored and run as `Precision.for_device` says: on CUDA the original's
+``reference`` mode (ViT with fp16 Conv/Linear weights under fp16 autocast, LayerNorms and residual fp32;
+T5 with bf16 weights under bf16 autocast — never fp16, whose range T5's activations overflow). The trained
+branch stays fp32. ``mixed_precision: bf16`` (the default on CUDA) additionally runs the forward under
+``torch.autocast(bfloat16)``: the trained Q-Former's matmuls then run in bf16 while its weights, gradients
+and AdamW state stay fp32 (checked); LayerNorms, softmax and the cross-entropy run in fp32 as autocast
+decides. This replaces the original's fp16 autocast + GradScaler (bf16 has fp32's range, so there is no
+loss scaling and no GradScaler state). Validation runs each stage in the model's precision, exactly like
+inference with `SeViLA.from_pretrained`.
 
 Steps. An optimizer step takes ``grad_accum_steps`` micro-batches per process (gradients are synchronised
 on the last one only). An epoch is a whole number of optimizer steps; see `sevila.train.data` for the data
