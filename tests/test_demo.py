@@ -352,7 +352,9 @@ def test_demo_model_by_name_everywhere(capsys):
     args = ["answer", str(DEMO_DIR / example["video"]), "-q", example["question"], "--no-cache", "--json"]
     for option in example["options"]:
         args += ["-o", option]
-    assert cli.main(args) == 0  # --model defaults to demo
+    assert cli.main(args) == 2  # no silent default model
+    assert "no model given: name one with --model" in capsys.readouterr().err
+    assert cli.main([*args, "--model", "demo"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert len(result["keyframes"]) == 4 and len(result["frame_scores"]) == 32
     from sevila.inference import VideoQA

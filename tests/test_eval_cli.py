@@ -105,3 +105,12 @@ def test_unlabeled_and_mixed_splits(setup, tmp_path, capsys):
     args[args.index("--output") + 1] = str(tmp_path / "mixed-out.jsonl")
     assert cli.main(args) == 2
     assert "mixed.jsonl: mixes multiple-choice and moment records" in capsys.readouterr().err
+
+
+def test_eval_without_a_model_says_how_to_name_one(setup, tmp_path, capsys):
+    args = eval_args(setup, tmp_path / "out.jsonl")
+    del args[1:3]  # "--model", its value
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no model given: name one with --model" in err and "'demo'" in err
+    assert not (tmp_path / "out.jsonl").exists()

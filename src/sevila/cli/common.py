@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+MODEL_HELP = "a model directory, a Hugging Face hub id, or 'demo' (the bundled toy model)"
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, prompt_style: bool = True) -> None:
     """Model, sampling, device, decoder and cache options; ``prompt_style`` only where the command builds
     prompts from free text (eval uses each record's dataset wording)."""
-    parser.add_argument("--model", default="demo",
-                        help="model directory, Hugging Face hub id, or 'demo' (the bundled toy model; default)")
+    parser.add_argument("--model", default=None, help=f"the model: {MODEL_HELP} (required)")
     parser.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's, 32)")
     parser.add_argument("--keyframes", type=int, default=None, help="keyframes for the answerer (default: 4)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -33,9 +33,12 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_videoqa(args: argparse.Namespace):
+    from sevila.cli import CommandError
     from sevila.features import FeatureCache
     from sevila.inference import VideoQA
 
+    if args.model is None:  # no silent default: a toy model's answers must never pass for a real one's
+        raise CommandError(f"no model given: name one with --model ({MODEL_HELP})")
     cache = None if args.no_cache else FeatureCache(args.cache_dir)
     return VideoQA.load(
         args.model, device=args.device, cache=cache or False, num_frames=args.frames,
