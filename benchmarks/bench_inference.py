@@ -29,7 +29,7 @@ from sevila.config import SeViLAConfig  # noqa: E402
 from sevila.features import FeatureCache  # noqa: E402
 from sevila.inference import VideoQA  # noqa: E402
 from sevila.model import SeViLA, select_keyframes  # noqa: E402
-from sevila.video.synthetic import write_video  # noqa: E402
+from sevila_toy.pattern_videos import write_video  # noqa: E402
 from tiny import OPTIONS, QUESTION, tiny_tokenizer  # noqa: E402
 
 GENERATE = dict(num_beams=1, do_sample=False, max_new_tokens=30, min_length=1, output_scores=True,

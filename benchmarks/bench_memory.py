@@ -40,7 +40,7 @@ STEPS = ("imports", "convert", "bf16", "fp32")
 
 # ---------------------------------------------------------------------------------------------- children
 def _lavis_key(key: str) -> str:
-    """Our branch key -> its LAVIS name (the inverse of `sevila.checkpoints.LAVIS_RULES` for the branches)."""
+    """Our branch key -> its LAVIS name (the inverse of `sevila.convert.lavis.LAVIS_RULES` for the branches)."""
     import re
 
     branch, _, rest = key.partition(".")
@@ -65,7 +65,7 @@ def generate(preset: str, blip2_dir: Path, lavis_path: Path) -> None:
     from transformers import Blip2Config, Blip2ForConditionalGeneration
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from sevila.checkpoints import convert_lavis_state_dict
+    from sevila.convert import convert_lavis_state_dict
     from sevila.config import SeViLAConfig
     from sevila.model import SeViLA
     from tiny import tiny_tokenizer
@@ -138,9 +138,10 @@ def child(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     import torch  # noqa: F401  (every step pays for the imports: the "imports" row)
 
-    from sevila import checkpoints, cli  # noqa: F401
+    from sevila import cli  # noqa: F401
     from sevila.model import SeViLA  # noqa: F401
     from sevila.model.precision import Precision
+    from sevila.model.weights import from_pretrained
 
     record: dict = {}
     if args.child == "convert":
@@ -150,7 +151,7 @@ def child(args: argparse.Namespace) -> None:
     elif args.child in ("bf16", "fp32"):
         half = torch.bfloat16 if args.child == "bf16" else torch.float32
         precision = Precision(vision=half, qformer=torch.float32, language_model=half)
-        model = checkpoints.from_pretrained(args.out, precision=precision)
+        model = from_pretrained(args.out, precision=precision)
         storages = {}
         for tensor in list(model.parameters()) + list(model.buffers()):
             storage = tensor.untyped_storage()

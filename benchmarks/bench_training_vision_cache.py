@@ -17,17 +17,17 @@ from pathlib import Path
 
 import torch
 
-from sevila.config import SeViLAConfig
-from sevila.demo.build import Settings, _stage_config, toy_tokenizer
 from sevila.model import SeViLA
-from sevila.synth import synthesize
 from sevila.train import train
 from sevila.train.config import config_from_dict
 from sevila.train.logs import read_metrics
+from sevila_toy.demo.build import Settings, _stage_config, toy_tokenizer
+from sevila_toy.preset import toy_config
+from sevila_toy.synth import synthesize
 
 
 def run(model: Path, data: Path, out: Path, epochs: int, cached: bool) -> tuple[float, list[float]]:
-    """The build's answerer fine-tuning config (`sevila.demo.build`), with the ViT cache on or off."""
+    """The build's answerer fine-tuning config (`sevila_toy.demo.build`), with the ViT cache on or off."""
     config = _stage_config("finetune-answerer", str(model), out, data, Settings(), seed=0, epochs=epochs, lr=1e-4,
                            train_frames=32, eval_frames=32)
     config["cache_vision_states"] = cached
@@ -49,7 +49,7 @@ def main() -> None:
         root = Path(folder)
         synthesize(root / "data", args.videos, seed=0)
         torch.manual_seed(0)
-        SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer()).save_pretrained(root / "model")
+        SeViLA(toy_config(), tokenizer=toy_tokenizer()).save_pretrained(root / "model")
         plain, plain_losses = run(root / "model", root / "data", root / "plain", args.epochs, cached=False)
         cached, cached_losses = run(root / "model", root / "data", root / "cached", args.epochs, cached=True)
     gap = max(abs(a - b) for a, b in zip(plain_losses, cached_losses, strict=True))

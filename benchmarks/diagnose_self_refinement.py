@@ -1,6 +1,6 @@
 """Why self-refinement does not improve the demo's localizer: what its pseudo-labels say, and what perfect ones do.
 
-Runs on one finished seed of a demo build (``python -m sevila.demo.build``), in that seed's synthetic world:
+Runs on one finished seed of a demo build (``python -m sevila_toy.demo.build``), in that seed's synthetic world:
 
 1. **Pseudo-label quality.** The seed's fine-tuned answerer labels each of 32 frames of every training question
    "yes" when, seeing that frame alone, it picks the right option (the reverse chain, as the refinement stage
@@ -30,12 +30,12 @@ import torch
 from sevila.data import QARecord, read_records
 from sevila.data.paths import video_file
 from sevila.data.targets import frame_labels, record_prompts
-from sevila.demo.ablations import Scores, evaluate_choice, with_localizer
-from sevila.demo.build import Settings, _run_stage, _stage_config
 from sevila.features import FeatureCache, encode_video
 from sevila.model import SeViLA
-from sevila.synth.evidence import Evidence, read_evidence
 from sevila.train import recipes
+from sevila_toy.demo.ablations import Scores, evaluate_choice, with_localizer
+from sevila_toy.demo.build import Settings, _run_stage, _stage_config
+from sevila_toy.synth.evidence import Evidence, read_evidence
 
 
 def pseudo_label_quality(answerer: SeViLA, data: Path, evidence: dict[str, Evidence], cache: FeatureCache

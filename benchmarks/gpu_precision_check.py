@@ -78,7 +78,7 @@ class ModeRun:
 # ---------------------------------------------------------------------------------------------- inputs
 def load_master(name: str, device: str) -> SeViLA:
     """The fp32 model every mode starts from."""
-    if name in PRESETS and name != "toy":
+    if name in PRESETS:
         torch.manual_seed(0)
         config = SeViLAConfig.preset(name)
         with torch.device(device):
@@ -87,7 +87,7 @@ def load_master(name: str, device: str) -> SeViLA:
                 for param in model.parameters():  # non-trivial values everywhere (LayerNorms 1/0, biases 0)
                     param.add_(torch.randn_like(param) * 0.02)
         return model.eval()
-    from sevila.checkpoints import load_model
+    from sevila.loading import load_model
 
     return load_model(name, device=device, precision=Precision.fp32())
 
@@ -129,7 +129,7 @@ def items_for(name: str, model: SeViLA, args) -> list[Item]:
         questions = [(args.question or QUESTION, args.option or OPTIONS[:4])]
         return video_items(model, [Path(v) for v in args.video], questions)
     if name == "demo":
-        from sevila.checkpoints import DEMO_DIR
+        from sevila.hub import DEMO_DIR
 
         example = json.loads((DEMO_DIR / "example.json").read_text())
         questions = [(example["question"], example["options"]), *DEMO_QUESTIONS]

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from sevila import prompts
-from sevila.checkpoints import LAVIS_RULES, _apply_rules, load_lavis_checkpoint
 from sevila.config import LanguageModelConfig, QFormerConfig, SeViLAConfig, VisionConfig
+from sevila.convert.lavis import lavis_key, load_lavis_checkpoint
 from sevila.model import SeViLA
 from sevila.model.text import load_tokenizer
 
@@ -53,7 +53,7 @@ def config_from_fixture(raw: dict) -> SeViLAConfig:
 
 
 def lavis_to_ours(key: str) -> str:
-    new = _apply_rules(key, LAVIS_RULES)
+    new = lavis_key(key)
     assert new is not None, f"no key-map rule for {key}"
     return new
 

@@ -7,14 +7,10 @@ import torch
 from safetensors.torch import save_file
 
 from sevila import cli
-from sevila.checkpoints import (
-    CheckpointError,
-    convert_lavis_state_dict,
-    from_blip2,
-    from_pretrained,
-    load_lavis_checkpoint,
-)
 from sevila.config import SeViLAConfig
+from sevila.convert import convert_lavis_state_dict, from_blip2, load_lavis_checkpoint
+from sevila.loading import load_model
+from sevila.model.weights import CheckpointError, from_pretrained
 from tiny import OPTIONS, QUESTION, random_frames, tiny_model, tiny_tokenizer
 from sevila import prompts
 
@@ -174,6 +170,16 @@ def test_blip2_directory_initialises_both_branches(tmp_path, shards):
     assert torch.equal(model.vision.encoder.layers[1].mlp.fc2.weight, state["vision_model.encoder.layers.1.mlp.fc2.weight"])
     assert model.config.language_model.dense_act_fn == "gelu"
     assert model.text is not None
+
+
+def test_load_model_takes_a_blip2_where_our_format_refers_to_it(tmp_path):
+    config = SeViLAConfig.preset("tiny")
+    write_tiny_blip2(tmp_path / "blip2", config)
+    with pytest.raises(CheckpointError, match="a transformers BLIP-2, not a SeViLA model; load it with"):
+        from_pretrained(tmp_path / "blip2")
+    model, reference = load_model(tmp_path / "blip2"), from_blip2(tmp_path / "blip2", log=False)
+    assert not model.training
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in model.state_dict().items())
 
 
 def test_hub_ids_resolve_through_the_hub_cache(tmp_path, monkeypatch):

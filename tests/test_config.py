@@ -51,6 +51,6 @@ def test_a_vit_built_from_scratch_is_initialised_at_the_usual_scale():
     from transformers import Blip2VisionModel
 
     torch.manual_seed(0)
-    vit = Blip2VisionModel(SeViLAConfig.preset("toy").to_hf_vision_config())
+    vit = Blip2VisionModel(SeViLAConfig.preset("tiny").to_hf_vision_config())
     for name in ("embeddings.patch_embedding.weight", "encoder.layers.0.mlp.fc1.weight"):
         assert 0.01 < float(vit.get_parameter(name).detach().std()) < 0.03, name

@@ -10,19 +10,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sevila import checkpoints, cli
-from sevila.checkpoints import (
-    CheckpointError,
+from sevila import cli
+from sevila.config import SeViLAConfig
+from sevila.convert import (
     convert_blip2_state_dict,
     convert_lavis_state_dict,
     convert_original_checkpoint,
     from_blip2,
-    from_pretrained,
     load_lavis_checkpoint,
 )
-from sevila.config import SeViLAConfig
-from sevila.model import SeViLA
+from sevila.model import SeViLA, weights
 from sevila.model.precision import Precision
+from sevila.model.weights import CheckpointError, from_pretrained
 from test_checkpoints import write_tiny_blip2
 from tiny import tiny_model
 
@@ -30,7 +29,7 @@ ALIASES = ("language_model.encoder.embed_tokens.weight", "language_model.decoder
 
 
 def lavis_key(key: str) -> str:
-    """Our branch key -> its LAVIS name (the inverse of `checkpoints.LAVIS_RULES` for the two branches)."""
+    """Our branch key -> its LAVIS name (the inverse of `sevila.convert.lavis.LAVIS_RULES` for the two branches)."""
     branch, _, rest = key.partition(".")
     suffix = {"answerer": "", "localizer": "_loc"}[branch]
     for ours, theirs in (("layernorm.", "ln_vision"), ("projection.", "t5_proj"),
@@ -88,7 +87,7 @@ def sources(tmp_path):
 def test_streamed_conversion_writes_the_same_tensors_into_shards(tmp_path, sources, monkeypatch):
     config, blip2, lavis = sources
     # No model is built: neither the one that loading materialises nor any module moved off the meta device.
-    monkeypatch.setattr(checkpoints, "_build", lambda *a, **k: pytest.fail("convert built a model"))
+    monkeypatch.setattr(weights, "empty_model", lambda *a, **k: pytest.fail("convert built a model"))
     monkeypatch.setattr(torch.nn.Module, "to_empty", lambda *a, **k: pytest.fail("convert materialised a module"))
     report = convert_original_checkpoint(tmp_path / "sevila.pth", tmp_path / "out", base=tmp_path / "blip2",
                                          max_shard_size=200_000)
@@ -140,7 +139,7 @@ def test_loading_allocates_each_part_once_in_its_target_dtype(tmp_path, sources,
                                 max_shard_size=300_000)
     precision = Precision(vision=torch.bfloat16, qformer=torch.float32, language_model=torch.bfloat16)
     # Before a weight is read, every parameter already has its storage dtype (no float32 model first).
-    empty = checkpoints._build(config, None, "cpu", precision)
+    empty = weights.empty_model(config, None, "cpu", precision)
     assert {p.dtype for p in empty.vision.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in empty.localizer.parameters()} == {torch.float32}
     assert {p.dtype for p in empty.language_model.parameters()} == {torch.bfloat16}

@@ -220,3 +220,22 @@ def test_records_and_converters_do_not_import_torch():
         "import sevila.cli.prepare; assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_one_table_gives_every_dataset_its_kind_prompt_style_and_metrics():
+    from sevila import prompts
+    from sevila.data.converters import CONVERTIBLE_DATASETS
+    from sevila.data.records import DATASET_TABLE, DATASETS, METRICS, MOMENT_DATASETS, QA_DATASETS
+
+    assert set(DATASETS) == set(DATASET_TABLE) and len(DATASETS) == len(set(DATASETS))
+    for name, spec in DATASET_TABLE.items():
+        assert spec.prompt_style in prompts.PROMPT_STYLES and spec.prompt_style != "demo", name
+        assert spec.metrics and set(spec.metrics) <= set(METRICS), name
+        assert (name in QA_DATASETS) == (spec.kind == "qa") and (name in MOMENT_DATASETS) == (spec.kind == "moment")
+    assert DATASET_TABLE["synthetic"].metrics == DATASET_TABLE["nextgqa"].metrics == ("qa", "grounding")
+    assert DATASET_TABLE["synthetic"].prompt_style == "synthetic"
+    # Synthetic records come from their generator, not from release files.
+    assert set(CONVERTIBLE_DATASETS) == set(DATASETS) - {"synthetic"}
+    record = qa(qid="colour_v0001_0", dataset="synthetic", question="What colour appeared?", question_type="colour",
+                extra={"grounding_windows": [[1.0, 1.5]], "fps": 8, "duration": 8.0})
+    assert record_from_dict(record_to_dict(record)) == record

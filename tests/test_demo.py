@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from sevila import cli
-from sevila.checkpoints import DEMO_DIR
-from sevila.demo.ablations import oracle_positions
-from sevila.demo.frame_tasks import frame_tasks, visible_objects
-from sevila.synth.evidence import Evidence
-from sevila.synth.generate import plan_world
+from sevila.hub import DEMO_DIR
+from sevila_toy.demo.ablations import oracle_positions
+from sevila_toy.demo.frame_tasks import frame_tasks, visible_objects
+from sevila_toy.synth.evidence import Evidence
+from sevila_toy.synth.generate import plan_world
 
 
 def test_frame_tasks_describe_what_is_visible():
@@ -40,8 +40,8 @@ def test_frame_tasks_describe_what_is_visible():
 
 
 def test_tasks_about_several_frames_are_about_all_they_show():
-    from sevila.demo.backbone import render_all
-    from sevila.demo.frame_tasks import sample_tasks
+    from sevila_toy.demo.backbone import render_all
+    from sevila_toy.demo.frame_tasks import sample_tasks
 
     world = plan_world(6, seed=7)
     scenes = [v.scene for v in world]
@@ -59,7 +59,7 @@ def test_tasks_about_several_frames_are_about_all_they_show():
 def test_every_kind_of_frame_question_is_asked():
     """Each kind the video questions need (direction included: a moving shape is named by its own look, not
     its trail's) appears, and yes/no "no"s often name a colour that is there on a shape that is not."""
-    from sevila.synth.world import Move
+    from sevila_toy.synth.world import Move
 
     kinds, shape_decides, answers = set(), 0, []
     rng = np.random.default_rng(0)
@@ -81,11 +81,11 @@ def test_every_kind_of_frame_question_is_asked():
 def test_frame_facts_name_what_is_visible_and_vision_pretraining_trains_the_vit_alone():
     import torch
 
-    from sevila.config import SeViLAConfig
-    from sevila.demo.build import toy_tokenizer
-    from sevila.demo.vision_pretraining import FACTS, UNKNOWN, frame_facts, pretrain_vision
     from sevila.model import SeViLA
-    from sevila.synth.world import Flash, Move
+    from sevila_toy.demo.build import toy_tokenizer
+    from sevila_toy.demo.vision_pretraining import FACTS, UNKNOWN, frame_facts, pretrain_vision
+    from sevila_toy.preset import toy_config
+    from sevila_toy.synth.world import Flash, Move
 
     world = plan_world(8, seed=3)
     scene, flash = next((v.scene, e) for v in world for e in v.scene.events if isinstance(e, Flash))
@@ -98,7 +98,7 @@ def test_frame_facts_name_what_is_visible_and_vision_pretraining_trains_the_vit_
     assert FACTS["direction"][facts["direction"]] == move.direction and facts["white shapes"] == 0
 
     torch.manual_seed(0)
-    model = SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer())
+    model = SeViLA(toy_config(), tokenizer=toy_tokenizer())
     t5 = {k: v.clone() for k, v in model.language_model.state_dict().items()}
     vit = {k: v.clone() for k, v in model.vision.state_dict().items()}
     losses, accuracy = pretrain_vision(model, steps=3, batch_size=4, progress=False, scenes_per_draw=6,
@@ -113,7 +113,7 @@ def test_a_fact_no_frame_of_the_batch_settles_adds_nothing_to_the_vision_loss():
     """A batch without a moving shape must not give a NaN loss (which would poison the ViT's weights)."""
     import torch
 
-    from sevila.demo.vision_pretraining import FACTS, UNKNOWN, _loss
+    from sevila_toy.demo.vision_pretraining import FACTS, UNKNOWN, _loss
 
     logits = {name: torch.randn(3, len(classes)) for name, classes in FACTS.items()}
     targets = {name: torch.zeros(3, dtype=torch.long) for name in FACTS}
@@ -126,13 +126,13 @@ def test_a_fact_no_frame_of_the_batch_settles_adds_nothing_to_the_vision_loss():
 def test_backbone_accuracy_is_measured_per_kind_of_task():
     import torch
 
-    from sevila.config import SeViLAConfig
-    from sevila.demo.backbone import frame_task_accuracy
-    from sevila.demo.build import toy_tokenizer
     from sevila.model import SeViLA
+    from sevila_toy.demo.backbone import frame_task_accuracy
+    from sevila_toy.demo.build import toy_tokenizer
+    from sevila_toy.preset import toy_config
 
     torch.manual_seed(0)
-    model = SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer())
+    model = SeViLA(toy_config(), tokenizer=toy_tokenizer())
     scenes = [v.scene for v in plan_world(4, seed=3)]
     first = frame_task_accuracy(model, scenes, count=30)
     assert {"yes/no, 1 frame", "yes/no, 4 frames"} <= set(first)
@@ -142,8 +142,8 @@ def test_backbone_accuracy_is_measured_per_kind_of_task():
 
 
 def test_text_option_tasks_look_up_options_both_ways():
-    from sevila.demo.build import toy_tokenizer
-    from sevila.demo.text_tasks import option_task
+    from sevila_toy.demo.build import toy_tokenizer
+    from sevila_toy.demo.text_tasks import option_task
 
     rng = np.random.default_rng(0)
     reverse = [option_task(rng, 2, reverse_share=1.0) for _ in range(50)]
@@ -167,14 +167,14 @@ def test_text_option_tasks_look_up_options_both_ways():
 def test_language_pretraining_trains_t5_alone_and_stops_at_mastery(monkeypatch):
     import torch
 
-    import sevila.demo.backbone as backbone
-    import sevila.demo.text_tasks as text_tasks
-    from sevila.config import SeViLAConfig
-    from sevila.demo.build import toy_tokenizer
+    import sevila_toy.demo.backbone as backbone
+    import sevila_toy.demo.text_tasks as text_tasks
     from sevila.model import SeViLA
+    from sevila_toy.demo.build import toy_tokenizer
+    from sevila_toy.preset import toy_config
 
     torch.manual_seed(0)
-    model = SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer())
+    model = SeViLA(toy_config(), tokenizer=toy_tokenizer())
     vision = {k: v.clone() for k, v in model.vision.state_dict().items()}
     t5 = {k: v.clone() for k, v in model.language_model.state_dict().items()}
     # One more option every step, and every check finds the lookup mastered: training stops at the first
@@ -213,16 +213,25 @@ def test_oracle_keyframes_cover_every_evidence_window():
     assert {8, 9} <= set(picked) and len(picked) == 4
 
 
-def test_pipeline_smoke_run(tmp_path):
-    from sevila.demo.build import main
+def test_pipeline_smoke_run(tmp_path, capsys):
+    from sevila.model import SeViLA
+    from sevila_toy.demo.build import main
 
-    assert main(["--out", str(tmp_path), "--seeds", "0", "--quick"]) == 0
+    ship = tmp_path / "ship"
+    assert main(["--out", str(tmp_path), "--seeds", "0", "--quick", "--ship", str(ship)]) == 0
+    # The model in the layout of the shipped demo, written where it was asked for (never into the package).
+    assert SeViLA.from_pretrained(ship / "model").config.vision.image_size == 64
+    example = json.loads((ship / "example.json").read_text())
+    assert (ship / example["video"]).is_file() and example["question"] and example["answer"] is not None
+    capsys.readouterr()
+    assert main(["--out", str(tmp_path), "--seeds", "0", "--quick", "--ship", str(ship)]) == 2  # not empty
+    assert capsys.readouterr().err.startswith(f"error: --ship {ship}: exists and is not an empty folder")
     table = (tmp_path / "ablations.md").read_text()
     assert "4 oracle keyframes of 32" in table and "self-refined localizer" in table
     scores = json.loads((tmp_path / "ablations.json").read_text())["0"]
     assert len(scores) == 5 and all(0 <= s["accuracy"] <= 100 for s in scores.values())
     assert scores["4 oracle keyframes of 32"]["evidence_hit"] == 100.0
-    from sevila.synth.questions import QUESTION_TYPES
+    from sevila_toy.synth.questions import QUESTION_TYPES
 
     by_type = scores["4 oracle keyframes of 32"]["accuracy_by_type"]
     assert by_type and set(by_type) <= set(QUESTION_TYPES) and all(0 <= v <= 100 for v in by_type.values())
@@ -232,7 +241,7 @@ def test_pipeline_smoke_run(tmp_path):
 
 
 def test_seeds_are_built_by_parallel_processes_each_with_its_log(tmp_path):
-    from sevila.demo.build import main
+    from sevila_toy.demo.build import main
 
     assert main(["--out", str(tmp_path), "--seeds", "1", "0", "--quick", "--jobs", "2"]) == 0
     assert list(json.loads((tmp_path / "ablations.json").read_text())) == ["1", "0"]  # the order asked for
@@ -246,8 +255,8 @@ def test_seeds_are_built_by_parallel_processes_each_with_its_log(tmp_path):
 def test_language_and_vision_pre_training_side_by_side_give_the_serial_backbone(tmp_path):
     """The two run in worker processes from their own seeds and train disjoint weights, so putting their weights
     together gives the backbone the one-process build gives (up to float rounding of one thread against several)."""
-    from sevila.demo import build
     from sevila.model import SeViLA
+    from sevila_toy.demo import build
 
     serial = SeViLA.from_pretrained(build.build_backbone(tmp_path / "serial", build.QUICK, False, parallel=False))
     side_by_side = SeViLA.from_pretrained(build.build_backbone(tmp_path / "parallel", build.QUICK, False))
@@ -267,7 +276,7 @@ def test_a_backbone_that_cannot_read_colours_stops_the_build(tmp_path):
     stage, says why and where the rejected backbone and its accuracy are, and keeps no backbone a rerun would use."""
     from dataclasses import replace
 
-    from sevila.demo import build
+    from sevila_toy.demo import build
 
     with pytest.raises(build.BackboneNotLearned, match=r"backbone-rejected: .*colour questions.*below"):
         build.build_backbone(tmp_path, replace(build.QUICK, min_colour_accuracy=101.0), progress=False)
@@ -280,7 +289,7 @@ def test_a_backbone_that_cannot_read_colours_stops_the_build(tmp_path):
 def test_frame_tasks_that_did_not_take_start_again_from_the_next_seed(tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from sevila.demo import build
+    from sevila_toy.demo import build
 
     real = build.frame_task_accuracy
     colour = iter([10.0, 100.0])  # the first try stalls, the second takes
@@ -302,7 +311,7 @@ def test_frame_tasks_that_did_not_take_start_again_from_the_next_seed(tmp_path, 
 def test_a_resumed_build_skips_the_pre_training_and_frame_seeds_already_done(tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from sevila.demo import build
+    from sevila_toy.demo import build
 
     settings = replace(build.QUICK, frame_seeds=(0, 1), min_colour_accuracy=101.0)
     with pytest.raises(build.BackboneNotLearned, match=r"every seed of Settings.frame_seeds \(0, 1\)"):
@@ -326,7 +335,7 @@ def test_a_resumed_build_skips_the_pre_training_and_frame_seeds_already_done(tmp
 def test_the_build_command_reports_an_unlearned_backbone_in_one_line(tmp_path, monkeypatch, capsys):
     from dataclasses import replace
 
-    from sevila.demo import build
+    from sevila_toy.demo import build
 
     monkeypatch.setattr(build, "QUICK", replace(build.QUICK, min_colour_accuracy=101.0))
     assert build.main(["--out", str(tmp_path), "--seeds", "0", "--quick"]) == 1
@@ -336,7 +345,7 @@ def test_the_build_command_reports_an_unlearned_backbone_in_one_line(tmp_path, m
 
 
 needs_demo = pytest.mark.skipif(not (DEMO_DIR / "model" / "config.json").is_file(),
-                                reason="the demo model is not built into this checkout (python -m sevila.demo.build --ship)")
+                                reason="the demo model is not in this checkout (docs/demo.md, The shipped demo)")
 
 
 @needs_demo
@@ -364,13 +373,15 @@ def test_demo_model_by_name_everywhere(capsys):
 
 
 def test_demo_errors_are_one_line(monkeypatch, tmp_path, capsys):
-    import sevila.checkpoints as checkpoints
+    import sevila.hub as hub
+    from sevila.loading import load_model
+    from sevila.utils.errors import CheckpointError
 
     assert cli.main(["demo", "-q", "what colour?"]) == 2
     assert "give both --question and --option" in capsys.readouterr().err
-    monkeypatch.setattr(checkpoints, "DEMO_DIR", tmp_path)
-    with pytest.raises(checkpoints.CheckpointError, match="the demo model is not installed"):
-        checkpoints.load_model("demo")
+    monkeypatch.setattr(hub, "DEMO_DIR", tmp_path)
+    with pytest.raises(CheckpointError, match="the demo model is not installed"):
+        load_model("demo")
 
 
 def test_the_self_refinement_diagnosis_runs_on_a_finished_seed(tmp_path, monkeypatch, capsys):
@@ -380,7 +391,7 @@ def test_the_self_refinement_diagnosis_runs_on_a_finished_seed(tmp_path, monkeyp
     import sys
     from pathlib import Path
 
-    from sevila.demo.build import main
+    from sevila_toy.demo.build import main
 
     assert main(["--out", str(tmp_path / "run"), "--seeds", "0", "--quick", "--jobs", "1"]) == 0
     capsys.readouterr()

@@ -7,7 +7,7 @@ import pytest
 from sevila import cli
 from sevila.data import QARecord, write_records
 from sevila.evaluate.predictions import read_predictions
-from sevila.video.synthetic import write_video
+from sevila_toy.pattern_videos import write_video
 from tiny import OPTIONS, QUESTION, tiny_model
 
 

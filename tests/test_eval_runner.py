@@ -7,7 +7,7 @@ import pytest
 from sevila.data import QARecord, write_records
 from sevila.evaluate.predictions import read_predictions
 from sevila.evaluate.runner import Shard, evaluate, shard_path
-from sevila.video.synthetic import write_video
+from sevila_toy.pattern_videos import write_video
 from tiny import OPTIONS, QUESTION, tiny_model
 
 KEYS = {"qid", "prediction", "letter", "option_scores", "keyframes", "keyframe_times", "frame_scores", "frame_times"}
@@ -100,3 +100,20 @@ def test_bad_inputs_are_named(model, split, tmp_path):
         read_predictions(tmp_path / "broken.jsonl")
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         run(model, split, tmp_path / "o.jsonl", batch_size=0)
+
+
+def test_the_dataset_table_decides_whether_grounding_is_reported():
+    """Grounded-QA metrics for the datasets whose row lists them (NExT-GQA, synthetic), not for any records that
+    happen to carry windows."""
+    from sevila.evaluate.summary import split_metrics
+
+    def records(dataset):
+        return [QARecord(qid=f"colour_v{i}_0", video=f"v{i}", dataset=dataset, question="q?", options=["a", "b"],
+                         answer=0, question_type="colour",
+                         extra={"grounding_windows": [[1.0, 2.0]], "duration": 8.0, "fps": 8}) for i in range(2)]
+
+    rows = [{"qid": f"colour_v{i}_0", "prediction": i, "keyframe_times": [1.25, 1.5]} for i in range(2)]
+    for dataset in ("synthetic", "nextgqa"):
+        metrics = split_metrics(rows, records(dataset))
+        assert metrics["accuracy"] == 50.0 and metrics["grounding"]["num_questions"] == 2, dataset
+    assert "grounding" not in split_metrics(rows, records("nextqa"))

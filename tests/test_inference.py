@@ -9,7 +9,7 @@ from sevila import cli
 from sevila.features import FeatureCache, encode_video, model_fingerprint
 from sevila.inference import VideoQA
 from sevila.video import VideoError
-from sevila.video.synthetic import write_video
+from sevila_toy.pattern_videos import write_video
 from tiny import OPTIONS, QUESTION, tiny_model
 
 

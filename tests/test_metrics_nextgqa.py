@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sevila.data import QARecord, write_records
+from sevila.data import QARecord, convert, write_records
 from sevila.data.sources import DataError
 from sevila.evaluate.metrics import (
     GroundedPrediction,
@@ -23,6 +23,7 @@ from sevila.evaluate.metrics import (
     keyframe_span,
     nextgqa_metrics,
     predictions_from_rows,
+    questions_from_records,
     read_nextgqa_annotations,
     read_official_predictions,
     write_official_predictions,
@@ -180,6 +181,9 @@ def test_annotations_from_records(tmp_path):
         read_nextgqa_annotations([path])
     with pytest.raises(ValueError, match="give records.jsonl"):
         read_nextgqa_annotations([path, path])
+    # The benchmark's csv is a release file: converting it is the caller's job (the data converters).
+    with pytest.raises(ValueError, match=r"val.csv: the benchmark's csv must first be converted to records"):
+        read_nextgqa_annotations([tmp_path / "val.csv", tmp_path / "gsub_val.json"])
 
 
 # ------------------------------------------------------------------------------ the real val split
@@ -202,7 +206,7 @@ def test_val_whole_video_spans_in_the_official_format(tmp_path):
 
 @needs_data
 def test_val_rows_from_the_csv():
-    questions = read_nextgqa_annotations([DATA / "val.csv", DATA / "gsub_val.json"])
+    questions = questions_from_records(convert("nextgqa", DATA / "val.csv", grounding=DATA / "gsub_val.json").records)
     durations = {q.key: q.duration for q in questions}
     with open(DATA / "val.csv", newline="") as f:
         rows = [

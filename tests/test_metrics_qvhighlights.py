@@ -17,12 +17,9 @@ import pytest
 from sevila.data.sources import DataError
 from sevila.evaluate.metrics import (
     SUMMARY_KEYS,
-    Moment,
     MomentAnnotation,
     MomentPrediction,
     evaluate_qvhighlights,
-    frame_scores_to_moments,
-    frame_scores_to_saliency,
     moment_prediction,
     read_qvhighlights_annotations,
     read_submission,
@@ -30,6 +27,7 @@ from sevila.evaluate.metrics import (
 )
 from sevila.evaluate.metrics.average_precision import detection_average_precision, highlight_average_precision
 from sevila.evaluate.metrics.qvhighlights import IOU_THRESHOLDS
+from sevila.moments import Moment, frame_scores_to_moments, frame_scores_to_saliency
 
 
 def shared_dir() -> Path:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from sevila import cli, prompts
-from sevila.checkpoints import DEMO_DIR
+from sevila.hub import DEMO_DIR
 from sevila.model import Precision
 from tiny import OPTIONS, QUESTION, random_frames, tiny_model
 
@@ -114,9 +114,10 @@ def of_type(module, kind):
 
 
 def test_reference_runs_every_stage_in_the_originals_dtypes():
-    """reference-spec 1.10, localizer branch of generate: ViT matmuls fp16 with an fp32 residual stream and
-    fp32 LayerNorms; localizer fp32; answerer under bf16 autocast (its LayerNorms fp32); T5 bf16 with fp32
-    inputs for the localizer and bf16 inputs for the answerer; logits bf16 values returned as float32."""
+    """The original's precision on the localizer branch of generate (docs/fidelity.md, "Precision modes"): ViT
+    matmuls fp16 with an fp32 residual stream and fp32 LayerNorms; localizer fp32; answerer under bf16 autocast
+    (its LayerNorms fp32); T5 bf16 with fp32 inputs for the localizer and bf16 inputs for the answerer; logits
+    bf16 values returned as float32."""
     model = tiny_model().apply_precision(Precision.reference())
     log = DtypeLog()
     log.watch("vit linear", of_type(model.vision, (nn.Linear, nn.Conv2d)))
@@ -236,30 +237,30 @@ def test_precision_option_is_parsed_by_every_command(command):
 
 
 def test_precision_option_reaches_the_loaded_model(monkeypatch, tmp_path, capsys):
-    import sevila.checkpoints as checkpoints
+    import sevila.inference as inference
 
     loaded = []
-    real = checkpoints.load_model
+    real = inference.load_model
 
     def spy(name, device=None, precision=None):
         loaded.append(precision)
         return real(name, device=device, precision=precision)
 
-    monkeypatch.setattr(checkpoints, "load_model", spy)
+    monkeypatch.setattr(inference, "load_model", spy)
     assert cli.main(["demo", "--precision", "reference", "--json"]) == 0
     assert loaded == [Precision.reference()]
     assert len(json.loads(capsys.readouterr().out)["keyframes"]) == 4
 
     annotations = tmp_path / "a.jsonl"
     annotations.write_text("")
-    args = ["eval", "--annotations", str(annotations), "--videos", str(tmp_path), "--output", str(tmp_path / "o"),
-            "--no-progress", "--no-cache", "--precision", "bf16", "--device", "cpu"]
+    args = ["eval", "--model", "demo", "--annotations", str(annotations), "--videos", str(tmp_path),
+            "--output", str(tmp_path / "o"), "--no-progress", "--no-cache", "--precision", "bf16", "--device", "cpu"]
     cli.main(args)
     capsys.readouterr()
     assert loaded[1] == Precision.named("bf16", "cpu")
 
 
-@pytest.mark.parametrize("command", [["demo"], ["answer", "missing.mp4", "-q", "q", "-o", "a", "-o", "b"]])
+@pytest.mark.parametrize("command", [["demo"], ["answer", "missing.mp4", "--model", "demo", "-q", "q", "-o", "a", "-o", "b"]])
 def test_bad_precision_names_are_one_line_errors(command, capsys):
     assert cli.main([*command, "--precision", "fp8"]) == 2
     err = capsys.readouterr().err.strip()

@@ -54,6 +54,13 @@ def test_prompts_for_dispatches_by_dataset():
         prompts.prompts_for("msrvtt", Q, OPTS)
 
 
+def test_the_synthetic_style_is_the_multiple_choice_wording():
+    """The demo model was trained on these strings: the synthetic world's own style must not change them."""
+    generic = (prompts.qa_prompt(Q, OPTS[:4]), prompts.loc_prompt(Q, OPTS[:4]))
+    assert prompts.prompts_for("synthetic", Q, OPTS[:4]) == generic == prompts.prompts_for("nextgqa", Q, OPTS[:4])
+    assert prompts.PROMPT_STYLES[-2:] == ("qvhighlights", "demo")  # VideoQA offers all styles but these two
+
+
 @pytest.mark.parametrize("options, message", [(["only one."], "at least 2 options"), (OPTS + ["six."], "at most 5")])
 def test_bad_option_counts_are_rejected(options, message):
     with pytest.raises(ValueError, match=message):

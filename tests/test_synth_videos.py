@@ -12,10 +12,10 @@ import pytest
 from sevila.cli import COMMAND_MODULES, main
 from sevila.data import MomentRecord, QARecord, read_records, write_records
 from sevila.data.targets import frame_labels, record_prompts
-from sevila.synth import SPLITS, SynthVideo, plan_world, read_evidence, synthesize
-from sevila.synth.render import render, shape_mask, write_mp4
-from sevila.synth.world import COLOURS, DIRECTIONS, NUM_FRAMES, RADIUS, SIZE, WHITE_RGB, Appear, Change, Flash, Move
 from sevila.video import load_video, open_video, read_clip
+from sevila_toy.synth import SPLITS, SynthVideo, plan_world, read_evidence, synthesize
+from sevila_toy.synth.render import render, shape_mask, write_mp4
+from sevila_toy.synth.world import COLOURS, DIRECTIONS, NUM_FRAMES, RADIUS, SIZE, WHITE_RGB, Appear, Change, Flash, Move
 
 VIDEOS, SEED = 40, 3
 JSONL = ["qa.jsonl", "moments.jsonl", "evidence.jsonl", *(f"{k}_{s}.jsonl" for k in ("qa", "moments") for s in SPLITS)]
@@ -238,7 +238,7 @@ def test_training_data_path_reads_the_world(out):
 
     from sevila.data import VideoRecordDataset
     from sevila.model import build_word_tokenizer
-    from sevila.synth import world_vocabulary
+    from sevila_toy.synth import world_vocabulary
 
     vocabulary = world_vocabulary()
     tokenizer = build_word_tokenizer(vocabulary)

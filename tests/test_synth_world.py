@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
 import pytest
 
 from sevila.data.targets import record_prompts
-from sevila.synth import QUESTION_TYPES, plan_world, split_videos, world_vocabulary
-from sevila.synth.balance import Deck
-from sevila.synth.world import COLOURS, NUM_FRAMES, SHAPES, FPS
 from sevila.video import sample_indices
+from sevila_toy.synth import QUESTION_TYPES, plan_world, split_videos, world_vocabulary
+from sevila_toy.synth.balance import Deck
+from sevila_toy.synth.world import COLOURS, NUM_FRAMES, SHAPES, FPS
 
 WORLD = plan_world(300, seed=11)
 QUESTIONS = [(v, i, q) for v in WORLD for i, q in enumerate(v.questions)]
@@ -123,6 +125,25 @@ def test_vocabulary_covers_every_prompt():
     assert world_vocabulary() == sorted(vocabulary)
 
 
+def test_questions_are_synthetic_records_in_the_multiple_choice_wording():
+    """Their own dataset name, and exactly the prompts the shipped demo model was trained on."""
+    from sevila import prompts
+
+    records = [r for v in WORLD[:50] for r in v.qa_records()]
+    assert {r.dataset for r in records} == {"synthetic"}
+    for r in records:
+        generic = (prompts.qa_prompt(r.question, r.options), prompts.loc_prompt(r.question, r.options))
+        assert record_prompts(r) == generic
+        assert r.extra["grounding_windows"] and r.extra["duration"] == 8
+
+
+def test_the_library_imports_nothing_of_the_toy():
+    code = ("import sys, sevila, sevila.inference, sevila.cli, sevila.data, sevila.evaluate.summary; "
+            "sevila.cli.build_parser(); "
+            "toy = [m for m in sys.modules if m.split('.')[0] == 'sevila_toy']; assert not toy, toy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_split_is_by_video_and_follows_the_fractions():
     names = [v.name for v in WORLD]
     splits = split_videos(names, seed=11)
@@ -146,8 +167,8 @@ def test_deck_deals_rounds_and_honours_constraints():
 
 def test_only_event_shapes_have_named_colours():
     """Background shapes are grey, so an event's frames show no named colour but the event's own."""
-    from sevila.demo.frame_tasks import visible_objects
-    from sevila.synth.world import GREY_RGB
+    from sevila_toy.demo.frame_tasks import visible_objects
+    from sevila_toy.synth.world import GREY_RGB
 
     backgrounds = [s for v in WORLD for s in v.scene.background]
     assert len(backgrounds) > 200 and all(s.rgb == GREY_RGB for s in backgrounds)

@@ -181,7 +181,7 @@ def test_a_tokenizer_named_by_hub_id_comes_from_the_hub_cache(tmp_path, monkeypa
     (here from a local hub cache, offline) and loaded with its saved pipeline."""
     import huggingface_hub.constants as hub
 
-    from sevila.checkpoints import tokenizer_from
+    from sevila.model.text import tokenizer_from
 
     revision = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "cache" / "models--tester--tiny-t5"

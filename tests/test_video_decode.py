@@ -1,6 +1,6 @@
 """Decoding (`sevila.video.load_video` and its backends) on videos we encode ourselves and on the shared demos.
 
-The synthetic videos number their frames (grey level, `sevila.video.synthetic`), so every test can check that
+The synthetic videos number their frames (grey level, `sevila_toy.pattern_videos`), so every test can check that
 the frame returned for index ``i`` really is frame ``i``.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from sevila.video import BACKENDS, VideoError, load_video, open_video
-from sevila.video.synthetic import (
+from sevila_toy.pattern_videos import (
     MAX_FRAMES,
     frame_number,
     red_band_side,

@@ -239,7 +239,7 @@ def paper_config() -> SeViLAConfig:
 
 
 def tiny_config() -> SeViLAConfig:
-    """A few-hundred-thousand-parameter model of the same structure, for tests and toy experiments."""
+    """A few-hundred-thousand-parameter model of the same structure, for tests."""
     return SeViLAConfig(
         vision=VisionConfig(
             image_size=56, patch_size=14, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
@@ -272,29 +272,4 @@ def mid_config() -> SeViLAConfig:
     )
 
 
-def toy_config() -> SeViLAConfig:
-    """The demo model of the synthetic world (`sevila.demo`): 64 px frames, a 512-piece vocabulary, ~2 M
-    parameters — trainable through every stage on a CPU."""
-    return SeViLAConfig(
-        vision=VisionConfig(
-            image_size=64, patch_size=8, hidden_size=96, num_hidden_layers=4, num_attention_heads=4,
-            intermediate_size=384,
-        ),
-        qformer=QFormerConfig(
-            hidden_size=96, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, num_query_tokens=8,
-        ),
-        language_model=LanguageModelConfig(
-            # 16 narrow heads rather than 4 wide ones (same size): with more heads, one of them finds the
-            # option lookup early (docs/demo.md).
-            vocab_size=512, d_model=128, d_kv=8, d_ff=256, num_layers=2, num_decoder_layers=2, num_heads=16,
-            # No dropout (its data is an endless generated stream) and tied embeddings, as in the standalone T5
-            # where the lookup was first found; neither was ablated on its own.
-            dropout_rate=0.0,
-            tie_word_embeddings=True,
-        ),
-        num_frames=32,
-        num_keyframes=4,
-    )
-
-
-PRESETS = {"paper": paper_config, "tiny": tiny_config, "mid": mid_config, "toy": toy_config}
+PRESETS = {"paper": paper_config, "tiny": tiny_config, "mid": mid_config}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 from sevila.model import FrameFeatures, SeViLA
+from sevila.utils.io import atomic_write
 from sevila.video import VideoError, load_video, normalize
 
 CACHE_ENV = "SEVILA_CACHE_DIR"
@@ -132,13 +132,8 @@ class FeatureCache:
             "answerer": value.features.answerer.detach().cpu().contiguous(),
             "localizer": value.features.localizer.detach().cpu().contiguous(),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"sevila": json.dumps(meta)})
-            os.replace(tmp, path)  # atomic: readers never see a half-written entry
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        # Atomic: readers (other processes sharing the cache) never see a half-written entry.
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"sevila": json.dumps(meta)}))
         if self.max_bytes is not None:
             self.evict(self.max_bytes)
 

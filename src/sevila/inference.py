@@ -19,7 +19,9 @@ import torch
 
 from sevila import prompts
 from sevila.features import FeatureCache, VideoFeatures, encode_video
+from sevila.loading import load_model
 from sevila.model import FrameFeatures, Precision, SeViLA
+from sevila.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD, frame_scores_to_moments
 
 
 @dataclass
@@ -179,8 +181,6 @@ class VideoQA:
         ``precision``: ``"reference"`` (the original's mixed precision; the default on CUDA), ``"bf16"``
         (faster, lighter) or ``"fp32"`` (the default on a CPU), or a `Precision`; see `sevila.model.precision`.
         """
-        from sevila.checkpoints import load_model
-
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         precision = Precision.named(precision, device)  # a bad name fails before anything is loaded
         model = load_model(name_or_path, device=device, precision=precision)
@@ -201,13 +201,11 @@ class VideoQA:
         *,
         num_frames: int | None = None,
         clip: tuple[float, float] | None = None,
-        threshold: float = 0.5,
-        span_threshold: int = 6,
+        threshold: float = DEFAULT_THRESHOLD,
+        span_threshold: int = DEFAULT_SPAN_THRESHOLD,
     ) -> Localization:
         """Score every sampled frame for ``query`` and merge frames with p(yes) >= ``threshold`` into moments,
-        bridging gaps of up to ``span_threshold`` frames (rule: `sevila.evaluate.metrics.moments`)."""
-        from sevila.evaluate.metrics.moments import frame_scores_to_moments
-
+        bridging gaps of up to ``span_threshold`` frames (the rule: `sevila.moments`)."""
         encoded = video if isinstance(video, VideoFeatures) else self.features(video, num_frames, clip)
         scores = localize_features(self.model, encoded, query)
         moments = frame_scores_to_moments(encoded.timestamps, scores.probabilities, encoded.duration,

@@ -1,7 +1,7 @@
 """Prompt builders: the exact strings the original SeViLA feeds to Flan-T5, as pure functions.
 
-Every string below reproduces the reference implementation character for character (spaces included);
-see `reference-spec.md` section 4. No lower-casing and no punctuation changes are applied, except where
+Every string below reproduces the reference implementation character for character (spaces included;
+docs/fidelity.md). No lower-casing and no punctuation changes are applied, except where
 the original does so itself (a QVHighlights query gets a trailing '.', demo options get a trailing '.').
 
 This module imports nothing heavy, so converters and data code can use it without torch.
@@ -106,13 +106,15 @@ def demo_loc_prompt(question: str, options: Sequence[str]) -> str:
     return "Question: " + question + " " + _demo_options(options) + " " + LOC_INSTRUCTION
 
 
-# Datasets whose records use the generic multiple-choice prompts.
-MULTIPLE_CHOICE_DATASETS = ("nextqa", "nextgqa", "star", "how2qa", "tvqa")
+# Styles worded as the generic multiple-choice prompts: the reference's datasets, and "synthetic", the style of
+# the demo model's synthetic world (the wording it was trained on). Which dataset uses which style:
+# `sevila.data.records.DATASET_TABLE`.
+MULTIPLE_CHOICE_DATASETS = ("nextqa", "nextgqa", "star", "how2qa", "tvqa", "synthetic")
 PROMPT_STYLES = (*MULTIPLE_CHOICE_DATASETS, "vlep", "qvhighlights", "demo")
 
 
 def prompts_for(style: str, question: str | None, options: Sequence[str]) -> tuple[str, str]:
-    """(answerer prompt, localizer prompt) for a multiple-choice record of the given dataset style."""
+    """(answerer prompt, localizer prompt) of a multiple-choice question in the given style (`PROMPT_STYLES`)."""
     if style in MULTIPLE_CHOICE_DATASETS:
         if question is None:
             raise ValueError(f"{style} records need a question")

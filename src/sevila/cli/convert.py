@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-BLIP2_HUB_ID = "Salesforce/blip2-flan-t5-xl"  # as sevila.checkpoints; not imported here so --help stays fast
+BLIP2_HUB_ID = "Salesforce/blip2-flan-t5-xl"  # as sevila.convert.blip2; not imported here so --help stays fast
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
@@ -58,7 +58,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sevila.checkpoints import convert_original_checkpoint
+    from sevila.convert.lavis import convert_original_checkpoint
     from sevila.config import PRESETS, SeViLAConfig
     from sevila.model.precision import parse_dtype
 

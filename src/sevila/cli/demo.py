@@ -25,14 +25,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sevila.checkpoints import DEMO_DIR
     from sevila.cli.answer import print_answer
+    from sevila.hub import DEMO_DIR
     from sevila.inference import VideoQA
 
     example = json.loads((DEMO_DIR / "example.json").read_text()) if (DEMO_DIR / "example.json").is_file() else None
     if example is None:
         raise ValueError(f"the demo example is not installed in {DEMO_DIR}; build it with "
-                         "`python -m sevila.demo.build --ship`")
+                         "`python -m sevila_toy.demo.build --ship DIR` and copy DIR there (docs/demo.md)")
     if (args.question is None) != (args.options is None):
         raise ValueError("give both --question and --option, or neither")
     question = args.question or example["question"]

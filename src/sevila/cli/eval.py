@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from sevila.cli.common import add_model_arguments, load_videoqa
+from sevila.utils.io import atomic_write_text
 
 
 def register(subparsers) -> None:
@@ -59,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"answered {result.answered}, failed {result.failed}, already done {result.resumed}", file=sys.stderr)
     if result.metrics is not None:
         metrics_path = args.output.with_name(args.output.name + ".metrics.json")
-        metrics_path.write_text(json.dumps(result.metrics, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(metrics_path, json.dumps(result.metrics, indent=2, sort_keys=True) + "\n")
         print(json.dumps(result.metrics, indent=2, sort_keys=True))
     return 0

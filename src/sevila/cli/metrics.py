@@ -73,7 +73,7 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
             metrics.read_qvhighlights_annotations(annotations),
             require_all=not args.partial,
         )
-    questions = metrics.read_nextgqa_annotations(args.annotations)
+    questions = _nextgqa_questions(args.annotations)
     if args.qa_results is None and Path(args.predictions).suffix == ".json":
         raise ValueError(f"{args.predictions}: the benchmark's span file needs its QA results (--qa-results)")
     if args.qa_results:
@@ -82,6 +82,18 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
         rows = metrics.read_predictions(args.predictions)
         predictions = metrics.predictions_from_rows(rows, questions, pad=args.span_pad)
     return metrics.nextgqa_metrics(questions, predictions)
+
+
+def _nextgqa_questions(paths: list[str]) -> list[metrics.GroundedQuestion]:
+    """The split's questions: the benchmark's csv with its grounding file is converted to records first (the
+    metrics read records, not release files); records or a grounding file alone are read as they are."""
+    csvs = [p for p in paths if Path(p).suffix == ".csv"]
+    groundings = [p for p in paths if Path(p).suffix == ".json"]
+    if len(paths) == 2 and len(csvs) == 1 and len(groundings) == 1:
+        from sevila.data import convert
+
+        return metrics.questions_from_records(convert("nextgqa", csvs[0], grounding=groundings[0]).records)
+    return metrics.read_nextgqa_annotations(paths)
 
 
 def run(args: argparse.Namespace) -> int:

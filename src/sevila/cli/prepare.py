@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sevila.data import DATASETS, convert, sort_inputs, write_records, write_sevila
+from sevila.data import convert, sort_inputs, write_records, write_sevila
+from sevila.data.converters import CONVERTIBLE_DATASETS
 
 DESCRIPTION = """\
 Convert one split of a dataset from its original release files into records, one JSON object per line
@@ -37,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("dataset", choices=DATASETS, metavar="DATASET", help=f"one of: {', '.join(DATASETS)}")
+    parser.add_argument("dataset", choices=CONVERTIBLE_DATASETS, metavar="DATASET",
+                        help=f"one of: {', '.join(CONVERTIBLE_DATASETS)}")
     parser.add_argument("files", nargs="+", metavar="RAW_FILE", help="the split's annotation file and auxiliary files")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (e.g. val.jsonl)")
     parser.add_argument(

@@ -1,14 +1,13 @@
-"""`sevila synth --out DIR --videos N --seed S`: write a synthetic video-QA world (see `sevila.synth`).
+"""`sevila synth --out DIR --videos N --seed S`: write a synthetic video-QA world (see `sevila_toy.synth`).
 
-Thin: planning, rendering and writing live in `sevila.synth.generate`.
+Thin: planning, rendering and writing live in `sevila_toy.synth.generate`, imported only when the command runs
+(the library never imports the toy package).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-from sevila.synth import DEFAULT_FRACTIONS, SPLITS, synthesize
 
 DESCRIPTION = """\
 Write a small synthetic video-QA world: videos of drifting coloured shapes with 1-3 short events (a shape
@@ -17,7 +16,7 @@ evidence lies in those events, moment queries for localizer pre-training, and th
 
 Output folder (must be new or empty):
   videos/v0000.mp4 ...            8 s, 8 fps, 64x64 H.264
-  qa.jsonl                        all questions (QA records, dataset "nextgqa", grounding in "extra")
+  qa.jsonl                        all questions (QA records, dataset "synthetic", grounding in "extra")
   moments.jsonl                   one query per event (moment records)
   evidence.jsonl                  per qid: evidence windows [start, end] seconds and frame indices
   qa_{train,val,test}.jsonl       questions split by video (--split fractions)
@@ -42,16 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--split",
         type=float,
         nargs=3,
-        default=list(DEFAULT_FRACTIONS),
+        default=None,
         metavar=("TRAIN", "VAL", "TEST"),
-        help="fractions of videos per split, summing to 1 (default %(default)s)",
+        help="fractions of videos per split, summing to 1 (default 0.7 0.15 0.15)",
     )
     parser.add_argument("--workers", type=int, default=None, help="rendering processes (default: one per CPU)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = synthesize(args.out, args.videos, args.seed, args.split, args.workers)
+    from sevila_toy.synth import DEFAULT_FRACTIONS, SPLITS, synthesize
+
+    summary = synthesize(args.out, args.videos, args.seed, args.split or DEFAULT_FRACTIONS, args.workers)
     types = ", ".join(f"{name} {count}" for name, count in sorted(summary.questions.items()))
     splits = ", ".join(f"{name} {summary.splits[name]}" for name in SPLITS)
     print(

@@ -2,11 +2,13 @@
 
 Two kinds of record cover SeViLA's datasets:
 
-* `QARecord` — a multiple-choice question (NExT-QA, NExT-GQA, STAR, How2QA, TVQA, VLEP);
+* `QARecord` — a multiple-choice question (NExT-QA, NExT-GQA, STAR, How2QA, TVQA, VLEP, and the demo model's
+  synthetic world);
 * `MomentRecord` — a text query with the moments it describes (QVHighlights, used to pre-train the localizer).
 
-`dataset` decides the prompt style (`sevila.prompts`), so a record is self-contained: the torch `Dataset`,
-the evaluator and the metrics need nothing but the record. Texts are stored exactly as the model sees them
+`dataset` decides the record's kind, its prompt style (`sevila.prompts`) and the metrics that apply to it, all
+in one table, `DATASET_TABLE`; so a record is self-contained: the torch `Dataset`, the evaluator and the metrics
+need nothing but the record. Texts are stored exactly as the model sees them
 (the original's preprocessing, such as NExT-QA's added ``?`` and ``.``, is applied by the converters), and
 qids follow the original's conventions, because its metrics derive question types from ``qid.split('_')[0]``.
 
@@ -33,8 +35,36 @@ from typing import Any, ClassVar
 
 from sevila.data.sources import DataError, Row, atomic_write_text, index_position, read_jsonl, unique_by_qid
 
-QA_DATASETS = ("nextqa", "nextgqa", "star", "how2qa", "tvqa", "vlep")
-MOMENT_DATASETS = ("qvhighlights",)
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a record's ``dataset`` decides."""
+
+    kind: str  # the record type: "qa" (`QARecord`) or "moment" (`MomentRecord`)
+    prompt_style: str  # the wording its questions are asked in: one of `sevila.prompts.PROMPT_STYLES`
+    metrics: tuple[str, ...]  # what `sevila eval` reports for it: names of `METRICS`
+
+
+METRICS = {
+    "qa": "multiple-choice accuracy: overall, per question type, the dataset's groups",
+    "grounding": "NExT-GQA's grounded QA (IoU, IoP, Acc@GQA) of the keyframes' span, when every record carries its "
+    "grounding windows",
+    "moments": "QVHighlights moment retrieval and highlight detection",
+}
+
+DATASET_TABLE: dict[str, DatasetSpec] = {
+    "nextqa": DatasetSpec("qa", "nextqa", ("qa",)),
+    "nextgqa": DatasetSpec("qa", "nextgqa", ("qa", "grounding")),
+    "star": DatasetSpec("qa", "star", ("qa",)),
+    "how2qa": DatasetSpec("qa", "how2qa", ("qa",)),
+    "tvqa": DatasetSpec("qa", "tvqa", ("qa",)),
+    "vlep": DatasetSpec("qa", "vlep", ("qa",)),
+    # The demo model's synthetic world: its questions carry their evidence windows as grounding.
+    "synthetic": DatasetSpec("qa", "synthetic", ("qa", "grounding")),
+    "qvhighlights": DatasetSpec("moment", "qvhighlights", ("moments",)),
+}
+QA_DATASETS = tuple(name for name, spec in DATASET_TABLE.items() if spec.kind == "qa")
+MOMENT_DATASETS = tuple(name for name, spec in DATASET_TABLE.items() if spec.kind == "moment")
 DATASETS = QA_DATASETS + MOMENT_DATASETS
 
 # Option letters of the prompts (A..E) bound the number of options.

@@ -29,7 +29,8 @@ from sevila.data.records import (
     Record,
     check_unique_qids,
 )
-from sevila.data.sources import Row, atomic_write_text, json_array_rows, load_json, parse_float
+from sevila.data.sources import Row, json_array_rows, load_json, parse_float
+from sevila.utils.io import atomic_write_text
 
 # Datasets whose preprocessed start/end are the two halves of the raw "start-end" string.
 STRING_CLIP_DATASETS = ("how2qa", "tvqa")

@@ -13,10 +13,10 @@ import csv
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
+
+from sevila.utils.io import atomic_write_text  # noqa: F401  (re-exported: data.records and sevila_toy write with it)
 
 T = TypeVar("T")
 
@@ -213,29 +213,3 @@ def read_csv(
             if len(cells) != len(columns):
                 raise DataError(path, position, None, f"expected {len(columns)} columns, got {len(cells)}")
             yield Row(dict(zip(columns, cells)), path, position)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write through a temporary file in the same folder and rename it over `path`.
-
-    A crash or an error part-way never leaves a truncated annotation file behind for a later run to read.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual mode
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

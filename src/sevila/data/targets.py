@@ -8,18 +8,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sevila import prompts
-from sevila.data.records import MomentRecord, QARecord, Record
+from sevila.data.records import DATASET_TABLE, MomentRecord, QARecord, Record
 
 
 def record_prompts(record: Record) -> tuple[str, str]:
-    """(answerer prompt, localizer prompt) in the style of the record's dataset.
+    """(answerer prompt, localizer prompt) in the prompt style of the record's dataset (`DATASET_TABLE`).
 
     QVHighlights records only train the localizer; their answerer prompt is the original's unused
     instruction, kept so every item has both prompts.
     """
     if isinstance(record, MomentRecord):
         return prompts.qvhighlights_qa_prompt(), prompts.qvhighlights_loc_prompt(record.query)
-    return prompts.prompts_for(record.dataset, record.question, record.options)
+    return prompts.prompts_for(DATASET_TABLE[record.dataset].prompt_style, record.question, record.options)
 
 
 def answer_text(record: QARecord) -> str | None:

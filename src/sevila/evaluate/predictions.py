@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from sevila.utils.io import atomic_write
+
 
 def truncate_partial_line(path: Path) -> None:
     """Cut an unterminated last line (a write interrupted mid-way) off the file."""
@@ -73,8 +75,11 @@ class PredictionWriter:
 
 
 def write_predictions_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    """Replace ``path`` with these rows as JSONL, atomically (`sevila.utils.io.atomic_write`)."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    atomic_write(path, write)

@@ -14,7 +14,7 @@ Multiple-choice records give rows ``qid``, ``prediction`` (0-based), ``letter``,
 ``keyframes``, ``keyframe_times``, ``frame_scores``, ``frame_times`` (+ ``answer`` when the record has one).
 Moment records (QVHighlights) give rows in the Moment-DETR submission format — ``qid`` (the integer),
 ``query``, ``vid``, ``pred_relevant_windows``, ``pred_saliency_scores`` — from the localizer's frame scores
-(`sevila.evaluate.metrics.moments` documents the merging rule), plus ``frame_scores`` and ``frame_times``.
+(`sevila.moments` documents the merging rule), plus ``frame_scores`` and ``frame_times``.
 A failed question's row is ``qid`` and ``error``.
 """
 
@@ -36,10 +36,10 @@ from sevila.data.records import MomentRecord, QARecord, Record, read_records
 from sevila.data.targets import record_prompts
 from sevila.evaluate.predictions import PredictionWriter, read_predictions, write_predictions_atomic
 from sevila.features import FeatureCache, VideoFeatures, encode_video
-from sevila.evaluate.metrics.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD, moment_prediction
-from sevila.evaluate.metrics.qvhighlights_io import prediction_to_dict, qvhighlights_qid
+from sevila.evaluate.metrics.qvhighlights_io import moment_prediction, prediction_to_dict, qvhighlights_qid
 from sevila.inference import QuestionItem, answer_batch, localize_features
 from sevila.model import SeViLA
+from sevila.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD
 from sevila.video import VideoError
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sevila.data.records import MomentRecord, QARecord, Record, record_to_dict
+from sevila.data.records import DATASET_TABLE, MomentRecord, QARecord, Record, record_to_dict
 from sevila.data.sources import Row
 from sevila.evaluate.metrics import GroundedPrediction, GroundedQuestion, keyframe_span, nextgqa_metrics, qa_metrics
 from sevila.evaluate.metrics.qa import prediction_from_dict
@@ -15,9 +15,10 @@ from sevila.evaluate.metrics.qvhighlights_io import annotation_from_row, predict
 
 
 def split_metrics(rows: Sequence[dict[str, Any]], records: Sequence[Record]) -> dict[str, Any]:
-    """QA accuracy (overall, per type, the dataset's groups); for records with grounding windows (NExT-GQA,
-    the synthetic world) also the grounded-QA metrics of the keyframes' time span. An unlabeled split
-    (test sets without answers) gets counts only."""
+    """The metrics `DATASET_TABLE` lists for the records' dataset: QA accuracy (overall, per type, the dataset's
+    groups); where it lists "grounding" (NExT-GQA, synthetic) and every record carries its grounding windows, also
+    the grounded-QA metrics of the keyframes' time span. An unlabeled split (test sets without answers) gets
+    counts only."""
     if records and isinstance(records[0], MomentRecord):
         return moment_metrics(rows, records)
     if any(r.answer is None for r in records):
@@ -25,7 +26,8 @@ def split_metrics(rows: Sequence[dict[str, Any]], records: Sequence[Record]) -> 
         return {"num_questions": len(records), "num_predicted": len(rows) - failed, "num_failed": failed,
                 "note": "the split has unlabeled questions: no accuracy"}
     metrics = qa_metrics(rows, records)
-    if all(r.extra.get("grounding_windows") and "duration" in r.extra for r in records):
+    grounded = all("grounding" in DATASET_TABLE[r.dataset].metrics for r in records)
+    if grounded and all(r.extra.get("grounding_windows") and "duration" in r.extra for r in records):
         questions = [
             GroundedQuestion(r.qid, tuple((float(s), float(e)) for s, e in r.extra["grounding_windows"]),
                              float(r.extra["duration"]), r.answer)

@@ -1,4 +1,4 @@
-"""The two T5 encoder input layouts of SeViLA (reference-spec section 3.2).
+"""The two T5 encoder input layouts of SeViLA, as the original builds them.
 
 Frame level (the localizer always; the answerer on one frame):
     [E("Frame: ") | visual tokens of the frame | E(prompt)]                  one row per frame

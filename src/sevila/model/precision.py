@@ -2,7 +2,7 @@
 
 Three named modes (`Precision.named`):
 
-``reference`` — the original's inference precision (reference-spec 1.2, 1.10; the default on CUDA):
+``reference`` — the original's inference precision (its ``generate``'s localizer branch; the default on CUDA):
     * ViT: Conv/Linear weights and biases fp16, its LayerNorms and class/position embeddings fp32 (the
       original's ``convert_weights_to_fp16``); run under fp16 autocast, so every matmul is fp16 while the
       residual stream, the LayerNorms and the output stay fp32;

@@ -2,7 +2,8 @@
 
 The reference runs a greedy 30-token ``generate`` and reads ``scores[0]`` (localizer: the "yes" logit) or
 ``scores[1]`` (answerer: the option-letter logits after its own greedy first token). With greedy decoding,
-``min_length=1`` and no other logits processors, those are plain decoder logits (reference-spec 3.8):
+``min_length=1`` and no other logits processors, those are plain decoder logits (``min_length=1`` masks
+nothing once the decoder start token is there, and Flan-T5 forces or suppresses no token):
   * step 0 = decoder input ``[start]``;
   * step 1 = decoder input ``[start, argmax(step 0)]``.
 We compute exactly those one or two decoder steps and project only onto the vocabulary rows we need.

@@ -49,7 +49,7 @@ def build_language_model(config: SeViLAConfig) -> T5ForConditionalGeneration:
 
 
 def tie_input_embeddings(t5: T5ForConditionalGeneration) -> None:
-    """Make the encoder's and decoder's token embeddings (and, in a tied config such as the toy preset's, the
+    """Make the encoder's and decoder's token embeddings (and, in a tied config as original T5's, the
     LM head) the same tensor as ``shared`` again (moving a model off the meta device with ``to_empty`` gives
     each its own storage)."""
     t5.encoder.embed_tokens.weight = t5.shared.weight
@@ -412,14 +412,17 @@ class SeViLA(nn.Module):
         return (self.config.qformer.num_query_tokens, self.config.language_model.d_model)
 
     # ------------------------------------------------------------------ persistence
+    # Our weight format lives in `sevila.model.weights`, which imports this module (hence the local imports).
     def save_pretrained(self, directory: str | Path) -> None:
-        from sevila.checkpoints import save_pretrained
+        """Write the model in our format (`sevila.model.weights.save_pretrained`)."""
+        from sevila.model.weights import save_pretrained
 
         save_pretrained(self, directory)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **kwargs) -> SeViLA:
-        from sevila.checkpoints import from_pretrained
+        """A model of our format from a directory or hub id (`sevila.model.weights.from_pretrained`)."""
+        from sevila.model.weights import from_pretrained
 
         return from_pretrained(name_or_path, **kwargs)
 

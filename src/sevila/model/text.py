@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from sevila.config import SeViLAConfig
+from sevila.hub import resolve_directory
 
 TOKENIZER_FILE = "tokenizer.json"
 # Special tokens as T5's tokenizer files name them; T5TokenizerFast registered these (and the files'
@@ -61,7 +62,7 @@ def load_tokenizer(directory: str | Path):
     """The T5 tokenizer saved in a local directory, with the pipeline of its ``tokenizer.json`` as saved.
 
     Returns a transformers fast tokenizer (for saving, decoding and the usual attributes) around that
-    pipeline. Hub ids are resolved to a directory by `sevila.checkpoints`.
+    pipeline. `tokenizer_from` also takes a hub id.
     """
     from tokenizers import AddedToken, Tokenizer
     from transformers import PreTrainedTokenizerFast
@@ -89,6 +90,14 @@ def load_tokenizer(directory: str | Path):
         **{key: specials[key] for key in _SPECIAL_TOKEN_DEFAULTS},
         additional_special_tokens=specials["additional_special_tokens"],
     )
+
+
+TOKENIZER_PATTERNS = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+
+
+def tokenizer_from(name_or_path: str | Path):
+    """`load_tokenizer` of a local directory or a Hugging Face hub id (only its tokenizer files are downloaded)."""
+    return load_tokenizer(resolve_directory(name_or_path, TOKENIZER_PATTERNS))
 
 
 def single_token_id(tokenizer, word: str) -> int:
@@ -186,7 +195,7 @@ def _tensors(encodings) -> TokenizedText:
 
 def build_word_tokenizer(words: Sequence[str], extra_pieces: Sequence[str] = ()):
     """A small T5-compatible tokenizer whose vocabulary is ``words`` (one ``▁word`` piece each) plus single
-    characters as a fallback; pad 0, eos 1, unk 2 as in T5. For tiny test models and toy worlds."""
+    characters as a fallback; pad 0, eos 1, unk 2 as in T5. For tiny models and small synthetic worlds."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 

@@ -35,7 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sevila.checkpoints import _atomic_write
+from sevila.utils.io import atomic_write, atomic_write_text
 
 TRAINABLE_NAME = "trainable.safetensors"
 OPTIMIZER_NAME = "optimizer.pt"
@@ -121,7 +121,7 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_trainable(model: nn.Module, path: Path) -> None:
     tensors = trainable_state(model)
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
 
 def load_trainable(model: nn.Module, path: Path) -> None:
@@ -166,14 +166,13 @@ def write_checkpoint_files(
 ) -> None:
     """The process-independent part (written by the main process only)."""
     save_trainable(model, directory / TRAINABLE_NAME)
-    _atomic_write(directory / OPTIMIZER_NAME, lambda tmp: torch.save(optimizer.state_dict(), tmp))
-    text = json.dumps(asdict(progress), indent=2, sort_keys=True) + "\n"
-    _atomic_write(directory / STATE_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(directory / OPTIMIZER_NAME, lambda tmp: torch.save(optimizer.state_dict(), tmp))
+    atomic_write_text(directory / STATE_NAME, json.dumps(asdict(progress), indent=2, sort_keys=True) + "\n")
 
 
 def write_rng(directory: Path, rank: int) -> None:
     state = rng_state()
-    _atomic_write(directory / f"rng-{rank}.pt", lambda tmp: torch.save(state, tmp))
+    atomic_write(directory / f"rng-{rank}.pt", lambda tmp: torch.save(state, tmp))
 
 
 def read_progress(directory: Path) -> Progress:

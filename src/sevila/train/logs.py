@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sevila.train.config import ConfigError
+from sevila.utils.io import atomic_write_text
 
 METRICS_NAME = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -35,7 +36,7 @@ def truncate_lines(path: Path, keep: int) -> None:
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    path.write_text("".join(lines[:keep]), encoding="utf-8")
+    atomic_write_text(path, "".join(lines[:keep]))  # a crash here never loses the lines kept
 
 
 class RunLog:

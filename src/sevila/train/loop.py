@@ -48,12 +48,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sevila.checkpoints import CheckpointError
+from sevila.convert import from_blip2
 from sevila.data import VideoRecordDataset, read_records
 from sevila.data.records import Record
+from sevila.loading import load_model
 from sevila.model import Precision, SeViLA
 from sevila.model.sevila import BRANCHES
 from sevila.model.vision_memo import memoized_vision
+from sevila.model.weights import CheckpointError
 from sevila.train import checkpointing as ckpt
 from sevila.train.config import ConfigError, TrainConfig
 from sevila.train.data import EpochBatches, SeededItems, check_records, loader
@@ -61,6 +63,7 @@ from sevila.train.logs import RunLog
 from sevila.train.optim import WarmupCosineSchedule, build_optimizer
 from sevila.train.recipes import Recipe, StageModel, recipe_for
 from sevila.train.start import copy_blip2_localizer
+from sevila.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -109,14 +112,13 @@ def make_accelerator(config: TrainConfig):
 
 
 def load_start_model(source: str, device: torch.device) -> SeViLA:
-    """``source`` is a sevila model (directory or hub id) or ``"blip2 <id|dir>"``."""
-    from sevila.checkpoints import from_blip2, from_pretrained
-
+    """``source`` is a model `load_model` takes (a directory or hub id of ours or of a BLIP-2, or a short name)
+    or ``"blip2 <id|dir>"``."""
     precision = Precision.for_device(device)
     kind, _, name = source.partition(" ")
     if kind == "blip2" and name.strip():
         return from_blip2(name.strip(), device=device, precision=precision)
-    return from_pretrained(source, device=device, precision=precision)
+    return load_model(source, device=device, precision=precision)
 
 
 def check_trainable(model: SeViLA, branch: str) -> None:
@@ -263,7 +265,7 @@ class StageRun:
             result = self._result(stopped=False)
             if self.main:
                 text = json.dumps({**asdict(result), "run_dir": str(result.run_dir)}, indent=2) + "\n"
-                (self.run_dir / SUMMARY_NAME).write_text(text, encoding="utf-8")
+                atomic_write_text(self.run_dir / SUMMARY_NAME, text)
             return result
         finally:
             self.log.close()
@@ -486,7 +488,7 @@ def _train_rounds(config: TrainConfig, accelerator, recipe: Recipe, source: str,
         ckpt.link_or_copy_tree(best.best_dir, run_dir / ckpt.BEST_DIR)
         info = {"best_round": results.index(best) + 1, "metric": best.metric,
                 "rounds": [{"best_metric": r.best_metric, "best_epoch": r.best_epoch} for r in results]}
-        (run_dir / SUMMARY_NAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(run_dir / SUMMARY_NAME, json.dumps(info, indent=2) + "\n")
     accelerator.wait_for_everyone()
     return TrainResult(run_dir, recipe.stage, best.metric, best.best_metric, run_dir / ckpt.BEST_DIR, False, results)
 

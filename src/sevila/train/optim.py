@@ -3,7 +3,7 @@
 Parameter groups. The original (LAVIS ``runner_base``) decays a trainable parameter when ``ndim >= 2`` and
 its name contains none of ``bias``, ``ln``, ``bn``; everything else gets no weight decay. On the original's
 names that means: every weight matrix and ``query_tokens`` (1, 32, 768) decay; biases, every LayerNorm
-(1-D, and ``ln_vision*`` also by name) do not. Our names differ (`sevila.checkpoints` maps them): the
+(1-D, and ``ln_vision*`` also by name) do not. Our names differ (`sevila.convert.lavis` maps them): the
 LayerNorms are ``layernorm`` / ``LayerNorm`` and none contains ``ln``, so the substring rule would be
 meaningless here. We keep the rule's meaning instead — decay iff ``ndim >= 2`` and the name marks no bias
 or norm (``bias``, ``layernorm``, ``LayerNorm``) — which puts exactly the same tensors in each group as the

@@ -18,7 +18,7 @@ BLIP-2 (transformers)                 original (``_loc``)      ours
 ====================================  =======================  ==========================
 
 (BLIP-2's ``post_layernorm`` is LAVIS's ``ln_vision``, ``language_projection`` its ``t5_proj``; the key map
-is `sevila.checkpoints.convert_blip2_state_dict`.) Nothing else changes: the answerer, the ViT and T5 keep
+is `sevila.convert.blip2.convert_blip2_state_dict`.) Nothing else changes: the answerer, the ViT and T5 keep
 the starting model's weights. Only these tensors are read — from a sharded BLIP-2 only the shards that hold
 them, and for a hub id only those shards are downloaded.
 """
@@ -31,14 +31,9 @@ from pathlib import Path
 
 import torch
 
-from sevila.checkpoints import (
-    CheckpointError,
-    ConvertedState,
-    convert_blip2_state_dict,
-    load_converted,
-    read_state_dict,
-    resolve_directory,
-)
+from sevila.convert import ConvertedState, convert_blip2_state_dict, load_converted
+from sevila.hub import resolve_directory
+from sevila.model.weights import CheckpointError, read_state_dict
 
 logger = logging.getLogger(__name__)
 

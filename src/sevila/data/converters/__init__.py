@@ -21,7 +21,7 @@ from sevila.data.converters.common import Conversion, ConversionSummary, new_sum
 from sevila.data.records import DATASETS, check_unique_qids
 from sevila.data.sevila_format import looks_like_sevila, read_sevila
 
-__all__ = ["DATASETS", "Conversion", "ConversionSummary", "Inputs", "convert", "sort_inputs"]
+__all__ = ["CONVERTIBLE_DATASETS", "DATASETS", "Conversion", "ConversionSummary", "Inputs", "convert", "sort_inputs"]
 
 PathLike = str | os.PathLike[str]
 
@@ -40,6 +40,9 @@ _CONVERTERS: dict[str, Callable[..., Conversion]] = {
     "vlep": vlep.convert,
     "qvhighlights": qvhighlights.convert,
 }
+CONVERTIBLE_DATASETS = tuple(_CONVERTERS)
+"""The datasets with release files to convert (every dataset of `DATASETS` but "synthetic", which its generator
+writes as records)."""
 
 # Auxiliary files recognised by name, and release files that are not annotations at all.
 VIDEO_MAP_NAMES = ("map_vid_vidorID.json", "how2_vid_mapping.json")
@@ -100,7 +103,7 @@ def convert(
 ) -> Conversion:
     """Records of one split of `dataset` from its release file (or an original preprocessed list)."""
     if dataset not in _CONVERTERS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(CONVERTIBLE_DATASETS)}")
     given = {name: path for name, path in (("video_map", video_map), ("grounding", grounding)) if path is not None}
     for name, path in given.items():
         if name not in _EXTRAS.get(dataset, ()):

@@ -1,11 +1,13 @@
 """Evaluation metrics: multiple-choice QA accuracy, QVHighlights moment retrieval and highlight detection,
-NExT-GQA grounded QA — plus turning the localizer's frame scores into moments.
+NExT-GQA grounded QA.
 
-One module per responsibility, numpy only (no torch), so scoring a prediction file needs no model:
+One module per responsibility, numpy only (no torch), so scoring a prediction file needs no model. They read
+records and prediction files (`sevila.data.records`, `sevila.data.sources`), never a dataset's release files
+(converting those is `sevila.data.converters`'s job, done by the caller):
 
 * `qa` — accuracy overall, per question type, NExT-QA groups, STAR mean of types;
-* `moments` — frame scores → ranked moments (the documented merging rule) and per-clip highlight scores;
-* `qvhighlights_io` — the Moment-DETR submission format and QVHighlights ground truth;
+* `qvhighlights_io` — the Moment-DETR submission format (rows made from frame scores by the rules of
+  `sevila.moments`) and QVHighlights ground truth;
 * `average_precision` — the two AP definitions of the QVHighlights evaluator;
 * `qvhighlights` — the official QVHighlights summary metrics;
 * `nextgqa` — NExT-GQA's Acc@QA, Acc@GQA, IoP and IoU metrics and its prediction files.
@@ -13,18 +15,13 @@ One module per responsibility, numpy only (no torch), so scoring a prediction fi
 
 from __future__ import annotations
 
-from sevila.evaluate.metrics.moments import (
-    Moment,
-    frame_scores_to_moments,
-    frame_scores_to_saliency,
-    moment_prediction,
-)
 from sevila.evaluate.metrics.nextgqa import (
     GroundedPrediction,
     GroundedQuestion,
     keyframe_span,
     nextgqa_metrics,
     predictions_from_rows,
+    questions_from_records,
     read_nextgqa_annotations,
     read_official_predictions,
     write_official_predictions,
@@ -34,6 +31,7 @@ from sevila.evaluate.metrics.qvhighlights import SUMMARY_KEYS, evaluate_qvhighli
 from sevila.evaluate.metrics.qvhighlights_io import (
     MomentAnnotation,
     MomentPrediction,
+    moment_prediction,
     read_qvhighlights_annotations,
     read_submission,
     write_submission,
@@ -44,18 +42,16 @@ __all__ = [
     "AnswerKeyEntry",
     "GroundedPrediction",
     "GroundedQuestion",
-    "Moment",
     "MomentAnnotation",
     "MomentPrediction",
     "QAPrediction",
     "evaluate_qvhighlights",
-    "frame_scores_to_moments",
-    "frame_scores_to_saliency",
     "keyframe_span",
     "moment_prediction",
     "nextgqa_metrics",
     "predictions_from_rows",
     "qa_metrics",
+    "questions_from_records",
     "read_answer_key",
     "read_nextgqa_annotations",
     "read_official_predictions",

@@ -46,10 +46,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sevila.data.converters import convert
 from sevila.data.records import QARecord, Record, read_records
-from sevila.data.sources import DataError, Row, atomic_write_text, json_object, load_json
+from sevila.data.sources import DataError, Row, json_object, load_json
 from sevila.evaluate.metrics.qa import QAPrediction, read_predictions
+from sevila.utils.io import atomic_write_text
 
 THRESHOLDS = (0.3, 0.5)
 GQA_IOP_THRESHOLD = 0.5
@@ -176,8 +176,11 @@ def read_nextgqa_annotations(paths: Sequence[str | os.PathLike[str]]) -> list[Gr
     """The annotated questions of a split, from one of:
 
     * our records (``.jsonl``, converted with the grounding file);
-    * the benchmark's csv plus its grounding file (``val.csv gsub_val.json``; converted on the fly);
     * the grounding file alone (``.json``; no answers: only for the benchmark's own prediction files).
+
+    The benchmark's csv is a release file, not records: its caller converts it with the grounding file
+    (`sevila.data.convert`, as ``sevila metrics nextgqa --annotations val.csv gsub_val.json`` does) and
+    passes the records to `questions_from_records`.
     """
     by_kind: dict[str, list[Path]] = {".jsonl": [], ".csv": [], ".json": []}
     for path in map(Path, paths):
@@ -190,8 +193,8 @@ def read_nextgqa_annotations(paths: Sequence[str | os.PathLike[str]]) -> list[Gr
     if len(groundings) == 1 and len(csvs) <= 1 and not records:
         if not csvs:
             return questions_from_grounding(groundings[0])
-        conversion = convert("nextgqa", csvs[0], grounding=groundings[0])
-        return questions_from_records(conversion.records)
+        raise ValueError(f"{csvs[0]}: the benchmark's csv must first be converted to records with its grounding "
+                         f"file (sevila prepare nextgqa {csvs[0]} {groundings[0]} -o records.jsonl)")
     given = " ".join(map(str, paths)) or "nothing"
     raise ValueError(f"NExT-GQA annotations: give records.jsonl, or CSV + gsub JSON, or gsub JSON; got {given}")
 

@@ -3,7 +3,7 @@
 Inputs are prediction rows (``qid``, ``prediction`` = 0-based option index, optionally ``answer`` — the
 gold index — and ``error`` for a question that could not be answered) and, optionally, an answer key
 (our QA records, or the original SeViLA annotation list). The rules, and where they depart from the
-original's ``videoqa`` task (reference spec §7.2):
+original's ``videoqa`` task (LAVIS ``vqa.py``):
 
 * **Question type**: the record's ``question_type``, else ``qid.split('_')[0]`` as the original does
   (NExT-QA ``CW, CH, TN, TC, TP, DL, DC, DO``; STAR ``Interaction, Sequence, Prediction, Feasibility``;

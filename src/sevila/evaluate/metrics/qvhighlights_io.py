@@ -23,14 +23,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sevila.data.records import MomentRecord, record_from_dict
-from sevila.data.sources import Row, atomic_write_text, read_jsonl, unique_by_qid
+from sevila.data.sources import Row, read_jsonl, unique_by_qid
+from sevila.moments import (
+    CLIP_LENGTH,
+    DEFAULT_SPAN_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    frame_scores_to_moments,
+    frame_scores_to_saliency,
+)
+from sevila.utils.io import atomic_write_text
 
-CLIP_LENGTH = 2  # seconds per QVHighlights clip: clip i covers [2i, 2i + 2)
 NUM_ANNOTATORS = 3  # saliency scores per relevant clip (the official evaluator assumes three)
 QID_PREFIX = "QVHighlight_"  # our records' (and the original SeViLA's) qid prefix
 
@@ -73,6 +80,35 @@ def qvhighlights_qid(qid: int | str) -> int:
     if isinstance(qid, str) and qid.startswith(QID_PREFIX) and qid[len(QID_PREFIX) :].isdigit():
         return int(qid[len(QID_PREFIX) :])
     raise ValueError(f"not a QVHighlights qid: {qid!r} (expected an integer or {QID_PREFIX}<n>)")
+
+
+def moment_prediction(
+    qid: int | str,
+    query: str,
+    vid: str,
+    frame_times: Sequence[float],
+    frame_scores: Sequence[float],
+    duration: float,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    span_threshold: int = DEFAULT_SPAN_THRESHOLD,
+) -> MomentPrediction:
+    """A submission row from one query's frame scores: the merged moments and the clip highlight scores
+    (the rules: `sevila.moments`).
+
+    `qid` may be QVHighlights' integer or our record qid (``QVHighlight_<n>``).
+    """
+    moments = frame_scores_to_moments(
+        frame_times, frame_scores, duration, threshold=threshold, span_threshold=span_threshold
+    )
+    saliency = frame_scores_to_saliency(frame_times, frame_scores, duration)
+    return MomentPrediction(
+        qid=qvhighlights_qid(qid),
+        query=query,
+        vid=vid,
+        windows=tuple((m.start, m.end, m.score) for m in moments),
+        saliency=tuple(saliency),
+    )
 
 
 def prediction_to_dict(prediction: MomentPrediction) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Pre-training the toy model's backbone: first T5 alone on text, then (after the ViT's own pre-training,
-`sevila.demo.vision_pretraining`) one Q-Former and T5 on frames of the synthetic world, one at a time and several
-at once, through the frozen ViT.
+`sevila_toy.demo.vision_pretraining`) one Q-Former and T5 on frames of the synthetic world, one at a time and
+several at once, through the frozen ViT.
 
 This plays the part of Flan-T5's and BLIP-2's pre-training: afterwards T5 is frozen too, and the
 Q-Former is copied into both SeViLA branches (the paper's initialisation), exactly as with the real checkpoints.
@@ -16,8 +16,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sevila.demo.frame_tasks import FrameTask, sample_tasks
-from sevila.demo.text_tasks import (
+from sevila.model import SeViLA, scoring
+from sevila.model.sevila import build_language_model
+from sevila.video import normalize
+from sevila_toy.demo.frame_tasks import FrameTask, sample_tasks
+from sevila_toy.demo.text_tasks import (
     MASTERY,
     MAX_OPTIONS,
     REVERSE_ONLY_STEPS,
@@ -25,11 +28,8 @@ from sevila.demo.text_tasks import (
     option_task,
     options_at,
 )
-from sevila.model import SeViLA, scoring
-from sevila.model.sevila import build_language_model
-from sevila.synth.render import render
-from sevila.synth.world import Scene
-from sevila.video import normalize
+from sevila_toy.synth.render import render
+from sevila_toy.synth.world import Scene
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def pretrain_language_model(
     model: SeViLA, max_steps: int = 4000, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
     check_every: int = 200, progress: bool = True,
 ) -> tuple[list[float], float | None]:
-    """Train T5 alone on the text option tasks (`sevila.demo.text_tasks`); returns the loss per step and the
+    """Train T5 alone on the text option tasks (`sevila_toy.demo.text_tasks`); returns the loss per step and the
     last measured accuracy (%) of looking up a word's option (None if training ended before any check).
 
     The curriculum: reverse lookups only for `REVERSE_ONLY_STEPS`, then mostly forward lookups, starting with
@@ -158,8 +158,8 @@ def pretrain_backbone(
     ``scenes[i]``); returns the (frame) loss per step.
 
     The ViT stays frozen, as in BLIP-2's pre-training: it learned to see in `pretrain_vision`, and trained on
-    here it kept even less of the shapes (a linear probe on its mean token: 39% on the four shapes, against 46%
-    right after its tagging) while the frame tasks' loss went on falling on what colour alone answers.
+    here it loses what it read of shapes while the frame tasks' loss falls on what colour alone answers
+    (docs/demo.md, "What it took").
 
     Each step takes ``batch_size`` single-frame tasks and ``multi_frame_batch_size`` tasks about
     ``frames_per_multi_task`` frames of a video in the answerer's "Frame i:" layout (the layout SeViLA's answerer

@@ -10,10 +10,18 @@ Modules: `world` (vocabulary, clock, scene model), `scene` (planning a video), `
 `generate` (the whole folder; `sevila synth`).
 """
 
-from sevila.synth.evidence import Evidence, read_evidence
-from sevila.synth.generate import DEFAULT_FRACTIONS, SPLITS, Summary, SynthVideo, plan_world, split_videos, synthesize
-from sevila.synth.questions import QUESTION_TYPES, Question
-from sevila.synth.vocabulary import world_vocabulary
+from sevila_toy.synth.evidence import Evidence, read_evidence
+from sevila_toy.synth.generate import (
+    DEFAULT_FRACTIONS,
+    SPLITS,
+    Summary,
+    SynthVideo,
+    plan_world,
+    split_videos,
+    synthesize,
+)
+from sevila_toy.synth.questions import QUESTION_TYPES, Question
+from sevila_toy.synth.vocabulary import world_vocabulary
 
 __all__ = [
     "DEFAULT_FRACTIONS",

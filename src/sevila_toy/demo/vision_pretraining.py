@@ -1,11 +1,9 @@
 """Pre-training the toy ViT alone to read what a frame shows: the stand-in for EVA-CLIP's image pre-training.
 
-BLIP-2's image encoder arrives already able to see. A toy ViT trained only through the Q-Former and T5 did not
-learn to: after thousands of frame-task steps it told colours apart but not shapes (as good as chance on "Is
-there a red circle?" when a red square was there) and could not count, because those signals reach it only
-through a few words of a caption or an option letter. Tagging frames with 38 binary look, direction and count
-tags was not enough either: a probe then read the shape of the one coloured object on 46% of frames. So the ViT
-learns each fact the questions need as its own classification: the colour and the shape of the coloured object,
+BLIP-2's image encoder arrives already able to see. A toy ViT trained only through the Q-Former and T5 learns
+colours but hardly shapes, counts or directions, because those signals reach it only through a few words of a
+caption or an option letter; binary look tags taught it little more (docs/demo.md, "What it took" (c), (e)). So the
+ViT learns each fact the questions need as its own classification: the colour and the shape of the coloured object,
 the number of white shapes and the direction of a moving shape, each read by a learned query attending over the
 ViT's tokens and a linear layer (the probes, thrown away afterwards), on frames of ever new scenes.
 """
@@ -19,12 +17,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sevila.demo.backbone import render_all, with_noise
-from sevila.demo.frame_tasks import pick_frames, visible_objects
 from sevila.model import SeViLA
-from sevila.synth.generate import plan_world
-from sevila.synth.world import COLOURS, DIRECTIONS, SHAPES, Scene
 from sevila.video import normalize
+from sevila_toy.demo.backbone import render_all, with_noise
+from sevila_toy.demo.frame_tasks import pick_frames, visible_objects
+from sevila_toy.synth.generate import plan_world
+from sevila_toy.synth.world import COLOURS, DIRECTIONS, SHAPES, Scene
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +35,7 @@ FACTS: dict[str, tuple] = {
 }
 """What the ViT learns to read from one frame, and each fact's classes. Colour and shape are those of the frame's
 coloured (named-colour, not white) object; "direction" is that of a moving shape, asked only of frames that have
-one (with a "none" class among them, a ViT read no direction at all: nine frames in ten have no moving shape)."""
+one (nine frames in ten have no moving shape, so with a "none" class among them "none" is all a ViT learns)."""
 ABSENT = (NONE, 0)
 """The classes that say a fact is not there (no coloured object, no white shape)."""
 VISION_WORLD_SEED = 30_000
@@ -67,8 +65,7 @@ class _Probes(torch.nn.Module):
     """Per fact, one learned query attending over the ViT's tokens and a linear read-out of what it gathers.
 
     Attention rather than the mean token, because the Q-Former that later reads the ViT attends too (and a 13-pixel
-    object is a few of 64 patches, among grey background shapes that have shapes as well). On 300 fixed scenes
-    the two read an unseen scene's shapes about as badly (45% and 41%); fresh scenes were what mattered.
+    object is a few of 64 patches, among grey background shapes that have shapes as well).
     """
 
     def __init__(self, width: int):
@@ -110,9 +107,9 @@ def pretrain_vision(
     held_out: tuple[Sequence[Scene], np.ndarray] | None = None, check_frames: int = 512,
 ) -> tuple[list[float], dict[str, float]]:
     """Train ``model.vision`` to read `FACTS` from frames of scenes it draws itself: ``scenes_per_draw`` new
-    scenes every ``steps_per_draw`` steps. Fresh scenes, not a fixed set: on 300 fixed scenes (a thousand or
-    so coloured objects) the ViT learned those objects, and read the shape of an unseen scene's object on only
-    45% of frames.
+    scenes every ``steps_per_draw`` steps. Fresh scenes, not a fixed set: on a fixed set (a thousand or so
+    coloured objects) the ViT learns those objects rather than what shapes look like (docs/demo.md, "What it
+    took" (e)).
 
     Returns the summed loss per step and, per fact, the probes' accuracy (%) on ``check_frames`` frames of
     ``held_out`` (scenes and their rendered frames; a last fresh draw when None), counting only frames where the

@@ -11,8 +11,8 @@ import re
 
 from sevila import prompts
 from sevila.config import SeViLAConfig
-from sevila.synth.questions import TEMPORAL_SIDES, TEXTS
-from sevila.synth.world import COLOURS, COUNT_WORDS, DIRECTIONS, EVENT_PHRASES, EVENT_TYPES, SHAPES
+from sevila_toy.synth.questions import TEMPORAL_SIDES, TEXTS
+from sevila_toy.synth.world import COLOURS, COUNT_WORDS, DIRECTIONS, EVENT_PHRASES, EVENT_TYPES, SHAPES
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _PLACEHOLDER = re.compile(r"\{\w+\}")

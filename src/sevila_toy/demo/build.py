@@ -1,19 +1,21 @@
 """Build the demo model and the toy-scale ablation table, from nothing, on a CPU.
 
-    python -m sevila.demo.build --out runs/demo --seeds 0 1 2 [--ship]
+    python -m sevila_toy.demo.build --out runs/demo --seeds 0 1 2 [--ship DIR]
 
 First the backbone, once: the toy T5 learns to look up options in text, the ViT learns to read frames, then a
 Q-Former and T5 learn, through the frozen ViT, frame tasks of the synthetic world, one frame or four at a time
-(`sevila.demo.text_tasks`, `sevila.demo.vision_pretraining`, `sevila.demo.backbone`); their accuracy is measured
-on unseen scenes. Like BLIP-2 in the paper, this one backbone serves every seed. Then for each seed: generate the
-synthetic world (`sevila.synth`) and take SeViLA through the paper's stages with the real training code
-(`sevila.train`): localizer pre-training on the moment queries, answerer fine-tuning on the localizer's keyframes
-(and, for the baseline, on 4 uniform frames), localizer self-refinement with the answerer's pseudo-labels. Every
-model is then measured on the test split (`sevila.demo.ablations`). The table over seeds (mean ± std) is written to
-``OUT/ablations.md`` and ``OUT/ablations.json``; ``--ship`` copies the first seed's model (`SHIPPED_STAGE`) and one
-test video into the package as the ``demo`` model. Finished steps are kept, so an interrupted build resumes. Work
-that does not depend on each other runs side by side, in processes of one thread each (``--jobs``): the backbone's
-language and vision pre-training, then the seeds, each logging to its own file in ``OUT``.
+(`sevila_toy.demo.text_tasks`, `sevila_toy.demo.vision_pretraining`, `sevila_toy.demo.backbone`); their accuracy is
+measured on unseen scenes. Like BLIP-2 in the paper, this one backbone serves every seed. Then for each seed:
+generate the synthetic world (`sevila_toy.synth`) and take SeViLA through the paper's stages with the real training
+code (`sevila.train`): localizer pre-training on the moment queries, answerer fine-tuning on the localizer's
+keyframes (and, for the baseline, on 4 uniform frames), localizer self-refinement with the answerer's pseudo-labels.
+Every model is then measured on the test split (`sevila_toy.demo.ablations`). The table over seeds (mean ± std) is
+written to ``OUT/ablations.md`` and ``OUT/ablations.json``; ``--ship DIR`` writes the first seed's model
+(`SHIPPED_STAGE`) and one test video to the new or empty folder ``DIR``, in the layout of the ``demo`` model that
+`sevila` ships (``sevila/assets/demo``; to re-ship, copy ``DIR`` over that folder in a checkout: docs/demo.md).
+Finished steps are kept, so an interrupted build resumes. Work that does not depend on each other runs side by side,
+in processes of one thread each (``--jobs``): the backbone's language and vision pre-training, then the seeds, each
+logging to its own file in ``OUT``.
 """
 
 from __future__ import annotations
@@ -35,28 +37,26 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from sevila.config import SeViLAConfig
-from sevila.demo.ablations import Scores, evaluate_choice, with_localizer
-from sevila.demo.backbone import (
+from sevila.features import FeatureCache
+from sevila.model import SeViLA, build_word_tokenizer
+from sevila.train import train
+from sevila.train.config import config_from_dict
+from sevila_toy.demo.ablations import Scores, evaluate_choice, with_localizer
+from sevila_toy.demo.backbone import (
     frame_task_accuracy,
     option_lookup_accuracy,
     pretrain_backbone,
     pretrain_language_model_with_restarts,
     render_all,
 )
-from sevila.demo.frame_tasks import EXTRA_WORDS
-from sevila.demo.text_tasks import TEXT_WORDS
-from sevila.demo.vision_pretraining import pretrain_vision
-from sevila.features import FeatureCache
-from sevila.model import SeViLA, build_word_tokenizer
-from sevila.synth import synthesize, world_vocabulary
-from sevila.synth.generate import plan_world
-from sevila.train import train
-from sevila.train.config import config_from_dict
+from sevila_toy.demo.frame_tasks import EXTRA_WORDS
+from sevila_toy.demo.text_tasks import TEXT_WORDS
+from sevila_toy.demo.vision_pretraining import pretrain_vision
+from sevila_toy.preset import toy_config
+from sevila_toy.synth import synthesize, world_vocabulary
+from sevila_toy.synth.generate import plan_world
 
 logger = logging.getLogger(__name__)
-
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
 
 @dataclass
@@ -78,10 +78,10 @@ class Settings:
     """Seeds of the backbone's frame tasks (the Q-Former's initialisation, task order, noise), tried in turn until
     one gives a backbone that passes `min_colour_accuracy` (see `build_backbone`)."""
     min_colour_accuracy: float = 80.0
-    """The backbone must answer single-frame colour questions of unseen scenes at least this well (%), or the build
-    stops (`BackboneNotLearned`): below it the frame tasks stalled on T5's option-letter plateau (one build:
-    colour 44% where the accepted backbone has 100%), and every stage built on it answers at chance. Such a
-    backbone is set aside and the frame tasks start again from the next of `frame_seeds`."""
+    """The backbone must answer single-frame colour questions of unseen scenes at least this well (%): below it the
+    frame tasks stalled on T5's option-letter plateau, and every stage built on it would answer at chance. Such a
+    backbone is set aside and the frame tasks start again from the next of `frame_seeds`; when none is left the
+    build stops (`BackboneNotLearned`)."""
     epochs: dict[str, int] = field(default_factory=lambda: {
         "pretrain-localizer": 5, "finetune-answerer": 5, "uniform": 5, "refine-localizer": 3,
     })
@@ -90,9 +90,7 @@ class Settings:
         "pretrain-localizer": 1e-3, "finetune-answerer": 1e-4, "uniform": 1e-4, "refine-localizer": 1e-4,
     })
     """Per stage. The stages that fine-tune a branch which already does its job take a tenth of the localizer
-    pre-training's rate: at 1e-3 answerer fine-tuning undid what the backbone could read (seed 0, oracle
-    keyframes: the backbone's answerer 34.5% right, colour questions 76.9%; fine-tuned at 1e-3, 25.0% and 46.2%;
-    at 1e-4, 35.7% and 76.9%)."""
+    pre-training's rate, so that they keep what the backbone reads (docs/demo.md, "What it took" (d))."""
     warmup_steps: int = 20
 
 
@@ -147,7 +145,7 @@ class BackboneNotLearned(RuntimeError):
 
 def _fresh_toy_model(seed: int = 0) -> SeViLA:
     torch.manual_seed(seed)
-    return SeViLA(SeViLAConfig.preset("toy"), tokenizer=toy_tokenizer())
+    return SeViLA(toy_config(), tokenizer=toy_tokenizer())
 
 
 def pretrain_language_part(settings: Settings, progress: bool = True) -> tuple[dict, dict]:
@@ -239,9 +237,9 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True, paralle
     (``OUT/backbone_accuracy.json``).
 
     After T5's and the ViT's own pre-training (`_language_and_vision_parts`), a Q-Former and T5 learn the frame
-    tasks. Whether they get past T5's option-letter plateau on frames depends on the run: identical settings
-    gave a backbone with colour questions 100% right and, with the ViT trained on one thread instead of two,
-    one at 43%. So a run whose backbone answers single-frame colour questions of unseen scenes below
+    tasks. Whether they get past T5's option-letter plateau on frames depends on the run, even under identical
+    settings (docs/demo.md, "What it took" (h)). So a run whose backbone answers single-frame colour questions of
+    unseen scenes below
     `Settings.min_colour_accuracy` is set aside (``OUT/backbone-rejected``, the last such; every one is listed in
     ``OUT/backbone_rejections.json``, which a resumed build skips) and the frame tasks start again from the next
     of `Settings.frame_seeds`; when none is left, `BackboneNotLearned`."""
@@ -389,25 +387,32 @@ def type_table(per_seed: dict[int, dict[str, Scores]]) -> str:
 SHIPPED_STAGE = "finetune-answerer"
 """The shipped model: the pre-trained localizer with the answerer fine-tuned on its keyframes. Self-refinement
 ("refine-localizer") would be the paper's final model, but at toy scale its localizer finds the evidence less
-often (on most question types the answerer picks the right option from frames without the evidence as often as
-from frames with it, so most of its pseudo-labels are noise; docs/demo.md), so the demo keeps the better
-localizer."""
+often (its pseudo-labels are mostly noise: docs/demo.md), so the demo keeps the better localizer."""
 
 
-def ship(run: Path) -> None:
-    """Copy a seed's `SHIPPED_STAGE` model and one test video into the package as the ``demo`` model."""
+def _check_ship_folder(dest: Path) -> None:
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ValueError(f"--ship {dest}: exists and is not an empty folder; choose a new one")
+
+
+def ship(run: Path, dest: Path) -> Path:
+    """Write a seed's `SHIPPED_STAGE` model and one test video to ``dest`` (a new or empty folder) in the layout
+    of `sevila`'s ``demo`` model: ``model/``, ``example.mp4`` and ``example.json``. Returns ``dest``.
+
+    Nothing is written into an installed package: a maintainer re-ships by copying ``dest`` over
+    ``src/sevila/assets/demo`` in a checkout (docs/demo.md)."""
     from sevila.data import read_records
 
-    if ASSETS.exists():
-        shutil.rmtree(ASSETS)
-    ASSETS.mkdir(parents=True)
+    _check_ship_folder(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     # Stored in bfloat16 (half the bytes; loading casts back to the parameters' float32).
-    SeViLA.from_pretrained(run / SHIPPED_STAGE / "best").to(torch.bfloat16).save_pretrained(ASSETS / "model")
+    SeViLA.from_pretrained(run / SHIPPED_STAGE / "best").to(torch.bfloat16).save_pretrained(dest / "model")
     record = read_records(run / "data" / "qa_test.jsonl")[0]
-    shutil.copy(run / "data" / "videos" / f"{record.video}.mp4", ASSETS / "example.mp4")
+    shutil.copy(run / "data" / "videos" / f"{record.video}.mp4", dest / "example.mp4")
     example = {"video": "example.mp4", "question": record.question, "options": record.options,
                "answer": record.answer}
-    (ASSETS / "example.json").write_text(json.dumps(example, indent=2) + "\n")
+    (dest / "example.json").write_text(json.dumps(example, indent=2) + "\n")
+    return dest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -415,12 +420,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="working folder (resumable: finished steps are kept)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="a few-second smoke version (tests, CI)")
-    parser.add_argument("--ship", action="store_true", help="install the first seed's model as the 'demo' model")
+    parser.add_argument("--ship", type=Path, metavar="DIR",
+                        help="write the first seed's model and an example video to this new or empty folder, in the "
+                             "layout of the shipped 'demo' model (to re-ship it, copy DIR over src/sevila/assets/demo "
+                             "in a checkout)")
     parser.add_argument("--jobs", type=int, default=0,
                         help="seeds built at once, as processes of one thread each (default: one per seed; 1: "
                              "everything in this process, one step after another, with its log on the terminal; "
                              "otherwise the backbone's language and vision pre-training also run side by side)")
     args = parser.parse_args(argv)
+    if args.ship:
+        try:
+            _check_ship_folder(args.ship)  # before hours of building, not after
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = QUICK if args.quick else Settings()
     started = time.perf_counter()
@@ -443,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         {seed: {k: asdict(v) for k, v in rows.items()} for seed, rows in per_seed.items()}, indent=2) + "\n")
     print(text)
     if args.ship:
-        ship(args.out / f"seed{args.seeds[0]}")
+        shipped = ship(args.out / f"seed{args.seeds[0]}", args.ship)
+        print(f"wrote the demo model and its example to {shipped}")
     return 0
 
 

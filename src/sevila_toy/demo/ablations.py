@@ -23,7 +23,7 @@ from sevila.data.paths import video_file
 from sevila.data.targets import record_prompts
 from sevila.features import FeatureCache, encode_video
 from sevila.model import SeViLA
-from sevila.synth.evidence import Evidence, read_evidence
+from sevila_toy.synth.evidence import Evidence, read_evidence
 
 
 @dataclass

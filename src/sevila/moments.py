@@ -1,8 +1,10 @@
 """From the localizer's per-frame scores to moments (time spans) and per-clip highlight scores.
 
-SeViLA's localizer scores frames, not spans. The paper reports QVHighlights moment retrieval from
-"frame predictions merged into spans (span threshold 6)" but never states the merging rule, and the
-released code has none (reference spec §7.3, §13.6). This module defines one, exactly:
+Used by inference (`VideoQA.localize`) and by evaluation (QVHighlights submission rows), so it lives below
+both; numpy only, no torch. SeViLA's localizer scores frames, not spans. The paper reports QVHighlights
+moment retrieval from "frame predictions merged into spans (span threshold 6)" but never states the merging
+rule, and the released code has none: its ``moment_retrieval`` task scores only frame-level yes/no accuracy
+(docs/fidelity.md, "Moments from frame scores"). This module defines one, exactly:
 
 **Moments** (`frame_scores_to_moments`), for frames at times ``t_0 < t_1 < ... < t_{T-1}`` with scores
 ``s_i`` in a video of length ``D``:
@@ -37,8 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sevila.evaluate.metrics.qvhighlights_io import CLIP_LENGTH, MomentPrediction, qvhighlights_qid
-
+CLIP_LENGTH = 2  # seconds per QVHighlights clip: clip i covers [2i, 2i + 2)
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_SPAN_THRESHOLD = 6
 
@@ -115,29 +116,12 @@ def frame_scores_to_saliency(
     return [float(s) for s in scores[nearest]]
 
 
-def moment_prediction(
-    qid: int | str,
-    query: str,
-    vid: str,
-    frame_times: Sequence[float],
-    frame_scores: Sequence[float],
-    duration: float,
-    *,
-    threshold: float = DEFAULT_THRESHOLD,
-    span_threshold: int = DEFAULT_SPAN_THRESHOLD,
-) -> MomentPrediction:
-    """A submission row from one query's frame scores: the merged moments and the clip highlight scores.
-
-    `qid` may be QVHighlights' integer or our record qid (``QVHighlight_<n>``).
-    """
-    moments = frame_scores_to_moments(
-        frame_times, frame_scores, duration, threshold=threshold, span_threshold=span_threshold
-    )
-    saliency = frame_scores_to_saliency(frame_times, frame_scores, duration)
-    return MomentPrediction(
-        qid=qvhighlights_qid(qid),
-        query=query,
-        vid=vid,
-        windows=tuple((m.start, m.end, m.score) for m in moments),
-        saliency=tuple(saliency),
-    )
+__all__ = [
+    "CLIP_LENGTH",
+    "DEFAULT_SPAN_THRESHOLD",
+    "DEFAULT_THRESHOLD",
+    "Moment",
+    "frame_cells",
+    "frame_scores_to_moments",
+    "frame_scores_to_saliency",
+]

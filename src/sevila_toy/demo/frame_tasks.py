@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sevila import prompts
-from sevila.synth.world import COLOURS, COUNT_WORDS, DIRECTIONS, SHAPES, WHITE_RGB, Move, Scene
+from sevila_toy.synth.world import COLOURS, COUNT_WORDS, DIRECTIONS, SHAPES, WHITE_RGB, Move, Scene
 
 CAPTION_PROMPT = "Describe the frame."
 YES_NO_TEMPLATE = "Is there a {colour} {shape}? Answer yes or no."
@@ -52,7 +52,7 @@ def visible_objects(scene: Scene, frames: int | Sequence[int]) -> list[Visible]:
     """Named-colour shapes present at ``frames`` (one frame or several), left to right where first seen; a
     shape seen in several frames counts once, and a moving shape's fading trail is not one."""
     frames = [frames] if isinstance(frames, int) else list(frames)
-    # A Move's last sprite is the shape itself; the ones before it are its trail (sevila.synth.scene).
+    # A Move's last sprite is the shape itself; the ones before it are its trail (sevila_toy.synth.scene).
     moving = {id(e.sprites[-1]): e.direction for e in scene.events if isinstance(e, Move)}
     found = []
     for sprite in scene.sprites():

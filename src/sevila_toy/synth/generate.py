@@ -3,15 +3,15 @@
 Layout of the output folder::
 
     videos/v0000.mp4 ...        8 s, 8 fps, 64×64 H.264 videos
-    qa.jsonl                    every question (QA records, dataset "nextgqa")
+    qa.jsonl                    every question (QA records, dataset "synthetic")
     moments.jsonl               one moment query per event (moment records, dataset "qvhighlights")
     evidence.jsonl              per question: evidence windows (seconds) and frame indices
     qa_{train,val,test}.jsonl   the same questions split by video
     moments_{train,val,test}.jsonl
 
-The QA records use the "nextgqa" dataset name: its prompts are the generic multiple-choice ones, and like
-NExT-GQA's converted records they carry their grounding in ``extra`` (``grounding_windows``, ``fps``,
-``duration``). qids are ``{question_type}_{video}_{n}`` (moment qids ``{event kind}_{video}_{n}``), so
+The QA records name their dataset "synthetic" (`sevila.data.records.DATASET_TABLE`: the generic multiple-choice
+prompts; QA accuracy by type and, from the evidence windows, the grounded-QA metrics). Like NExT-GQA's converted
+records they carry their grounding in ``extra`` (``grounding_windows``, ``fps``, ``duration``). qids are ``{question_type}_{video}_{n}`` (moment qids ``{event kind}_{video}_{n}``), so
 ``qid.split('_')[0]`` is the type, as the original's metrics expect.
 
 Everything is planned from one seed before any video is rendered (the plan is cheap; rendering runs in
@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from sevila.data.records import MomentRecord, QARecord, write_records
-from sevila.synth.evidence import Evidence, evidence_for, write_evidence
-from sevila.synth.questions import Question, QuestionDecks, ask
-from sevila.synth.render import render, write_mp4
-from sevila.synth.scene import SceneDecks, plan_scene
-from sevila.synth.world import DURATION, FPS, Scene
+from sevila_toy.synth.evidence import Evidence, evidence_for, write_evidence
+from sevila_toy.synth.questions import Question, QuestionDecks, ask
+from sevila_toy.synth.render import render, write_mp4
+from sevila_toy.synth.scene import SceneDecks, plan_scene
+from sevila_toy.synth.world import DURATION, FPS, Scene
 
-DATASET = "nextgqa"
+DATASET = "synthetic"
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 

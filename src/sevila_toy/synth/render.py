@@ -3,9 +3,8 @@
 Shapes are filled pixel masks (no antialiasing: the colours stay pure), pasted in the scene's drawing order.
 The encoder runs single-threaded at a high quality (CRF 12) so that the colours and shapes come back recognisable
 after 4:2:0 chroma subsampling, and with x264's assembly turned off so that the same scene always gives the same
-file: on CPUs with AVX-512, x264's kernels made the output depend on what earlier work had left in memory (one video
-in 40 of the test world came out two ways, pixels up to 4 levels apart, in one process). The C code costs about 15%
-more encoding time, which is small beside rendering at 64×64.
+file: on CPUs with AVX-512, x264's kernels made the output depend on what earlier work had left in memory
+(docs/demo.md, "What it took" (i)). The C code is slower, but encoding is small beside rendering at 64×64.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import av
 import numpy as np
 from av.video.stream import VideoStream
 
-from sevila.synth.world import BACKGROUND_RGB, FPS, NUM_FRAMES, SIZE, Scene, Sprite
+from sevila_toy.synth.world import BACKGROUND_RGB, FPS, NUM_FRAMES, SIZE, Scene, Sprite
 
 CRF = "12"
 

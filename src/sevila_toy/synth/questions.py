@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from sevila.synth.balance import Deck
-from sevila.synth.world import (
+from sevila_toy.synth.balance import Deck
+from sevila_toy.synth.world import (
     COLOURS,
     COUNT_WORDS,
     DIRECTIONS,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sevila.synth.balance import Deck
-from sevila.synth.world import (
+from sevila_toy.synth.balance import Deck
+from sevila_toy.synth.world import (
     BACKGROUND_RGB,
     COLOURS,
     COUNT_WORDS,

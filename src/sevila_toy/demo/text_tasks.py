@@ -1,12 +1,12 @@
 """Text-only option tasks: the toy T5's stand-in for the language pre-training Flan-T5 arrives with.
 
 SeViLA's answerer needs a T5 that binds an option's text to its letter ("the option that says red is
-Option C"). A tiny 4-head T5 trained from scratch did not find that skill on its own: on "Which option is red?
-Option A: blue Option B: red ..." -> "Option B" it stayed at chance for thousands of steps, even with two
-options (docs/demo.md). It did learn the reverse lookup, "What is option B?" -> "red", in a few hundred
-steps, and with that in place the forward lookup can be found while the number of options grows from two to
-five. So `sevila.demo.backbone.pretrain_language_model` runs a curriculum over these tasks: reverse lookups
-only, then mostly forward lookups, with one more option every `STEPS_PER_EXTRA_OPTION` steps.
+Option C"). A toy T5 trained from scratch on that forward lookup alone ("Which option is red? Option A: blue
+Option B: red ..." -> "Option B") stays at chance; the reverse lookup ("What is option B?" -> "red") it learns
+quickly, and with that in place the forward lookup can be found while the number of options grows from two to
+five (docs/demo.md, "What it took"). So `sevila_toy.demo.backbone.pretrain_language_model` runs a curriculum over
+these tasks: reverse lookups only, then mostly forward lookups, with one more option every
+`STEPS_PER_EXTRA_OPTION` steps.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from sevila import prompts
-from sevila.demo.frame_tasks import FrameTask
-from sevila.synth.world import COLOURS, COUNT_WORDS, DIRECTIONS, SHAPES
+from sevila_toy.demo.frame_tasks import FrameTask
+from sevila_toy.synth.world import COLOURS, COUNT_WORDS, DIRECTIONS, SHAPES
 
 OPTION_WORDS: tuple[tuple[str, ...], ...] = (
     tuple(COLOURS), tuple(SHAPES), tuple(DIRECTIONS), tuple(COUNT_WORDS.values()),
