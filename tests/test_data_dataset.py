@@ -8,7 +8,6 @@ import os
 import random
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -16,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from sevila.data import MomentRecord, QARecord, VideoRecordDataset, collate, from_sevila_dict, write_records
 from sevila.video import VideoError
+from sevila.video.encode import write_mp4
 
 FPS, FRAMES, SIZE = 10, 20, 32
 
@@ -27,15 +27,7 @@ def shared_dir() -> Path:
 def encode(path: Path, frames: int = FRAMES, fps: int = FPS) -> Path:
     """A tiny mp4: frame i is a flat grey of level 10 * i."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width = stream.height = SIZE
-        stream.pix_fmt = "yuv420p"
-        for i in range(frames):
-            image = np.full((SIZE, SIZE, 3), 10 * i, dtype=np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-    return path
+    return write_mp4(path, (np.full((SIZE, SIZE, 3), 10 * i, dtype=np.uint8) for i in range(frames)), fps)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -18,6 +17,7 @@ from tiny import OPTIONS, QUESTION, tiny_model  # noqa: E402
 from sevila.config import SeViLAConfig  # noqa: E402
 from sevila.data import MomentRecord, QARecord, write_records  # noqa: E402
 from sevila.train.config import config_from_dict  # noqa: E402
+from sevila.video.encode import write_mp4  # noqa: E402
 
 FPS, FRAMES, SIZE = 8, 16, 32
 
@@ -35,15 +35,13 @@ VIDEOS = ("v0", "v1", "v2", "v3")
 
 def encode(path: Path, shade: int) -> None:
     """A short mp4 whose frames differ in grey level and in a moving bright square."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width = stream.height = SIZE
-        stream.pix_fmt = "yuv420p"
-        for i in range(FRAMES):
-            image = np.full((SIZE, SIZE, 3), (shade + 12 * i) % 256, dtype=np.uint8)
-            image[i : i + 8, i : i + 8] = 255
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
+
+    def frame(i: int) -> np.ndarray:
+        image = np.full((SIZE, SIZE, 3), (shade + 12 * i) % 256, dtype=np.uint8)
+        image[i : i + 8, i : i + 8] = 255
+        return image
+
+    write_mp4(path, (frame(i) for i in range(FRAMES)), FPS)
 
 
 def make_videos(root: Path) -> Path:

@@ -8,7 +8,6 @@ rotation: `red_band_side`). Written with PyAV, so no ffmpeg executable is needed
 from __future__ import annotations
 
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import cast
 
@@ -16,6 +15,8 @@ import av
 import numpy as np
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
+
+from sevila.video.encode import write_mp4
 
 MAX_FRAMES = 48
 """Grey levels 16, 21, …, 251, 5 apart so that coding and scaling errors (±2) cannot confuse them."""
@@ -75,34 +76,18 @@ def write_video(
     display matrix rotating the picture counter-clockwise by that many degrees (PyAV ≥ 15 can write it).
     `faststart` puts the MP4 index before the data, as streaming files have it.
     """
-    path = Path(path)
     if frame_times is not None and len(frame_times) != num_frames:
         raise ValueError("frame_times needs one time per frame")
-    time_base = Fraction(1, 1000) if frame_times is not None else Fraction(1, fps)
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), "w", options=options) as container:
-        stream = cast(VideoStream, container.add_stream(codec, rate=fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.time_base = time_base
-        stream.codec_context.gop_size = gop
-        stream.codec_context.max_b_frames = b_frames
-        if codec == "libx264":
-            # Fixed keyframe interval (no scene-cut keyframes: every frame is a "scene cut" here), lossless.
-            stream.codec_context.options = {
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={b_frames}",
-                "qp": "0",
-            }
-        else:  # e.g. FFmpeg's own mpeg4 encoder: finest quantiser, so grey levels survive
-            stream.codec_context.options = {"qmin": "1", "qmax": "2"}
-        if rotation:
-            stream.set_display_rotation(rotation)
-        for i in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(frame_pattern(i, width, height), format="rgb24")
-            frame.time_base = time_base
-            frame.pts = i if frame_times is None else round(frame_times[i] * 1000)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
+    if codec == "libx264":
+        # Fixed keyframe interval (no scene-cut keyframes: every frame is a "scene cut" here), lossless.
+        options = {"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={b_frames}", "qp": "0"}
+    else:  # e.g. FFmpeg's own mpeg4 encoder: finest quantiser, so grey levels survive
+        options = {"qmin": "1", "qmax": "2"}
+    return write_mp4(
+        path, (frame_pattern(i, width, height) for i in range(num_frames)), fps, codec=codec,
+        codec_options=options, gop=gop, b_frames=b_frames, frame_times=frame_times, rotation=rotation,
+        container_options={"movflags": "faststart"} if faststart else None,
+    )
 
 
 def write_audio_only(path: str | Path, seconds: float = 0.5, sample_rate: int = 16000) -> Path:

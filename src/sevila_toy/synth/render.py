@@ -9,15 +9,12 @@ file: on CPUs with AVX-512, x264's kernels made the output depend on what earlie
 
 from __future__ import annotations
 
-from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import cast
 
-import av
 import numpy as np
-from av.video.stream import VideoStream
 
+from sevila.video.encode import write_mp4 as _write_mp4
 from sevila_toy.synth.world import BACKGROUND_RGB, FPS, NUM_FRAMES, SIZE, Scene, Sprite
 
 CRF = "12"
@@ -63,18 +60,6 @@ def render(scene: Scene) -> np.ndarray:
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: int = FPS) -> Path:
     """Encode RGB frames ``(T, H, W, 3)`` as H.264 (yuv420p) at a constant `fps`."""
-    path = Path(path)
-    with av.open(str(path), "w") as container:
-        stream = cast(VideoStream, container.add_stream("libx264", rate=fps))
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.time_base = Fraction(1, fps)
-        stream.codec_context.thread_count = 1  # 64×64 frames gain nothing from threads; parallelism is per video
-        stream.codec_context.options = {"crf": CRF, "preset": "veryfast", "x264-params": "asm=0"}  # see above
-        for index, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = index
-            frame.time_base = stream.codec_context.time_base
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
+    # 64×64 frames gain nothing from threads; parallelism is per video.
+    options = {"crf": CRF, "preset": "veryfast", "x264-params": "asm=0"}  # see above
+    return _write_mp4(path, frames, fps, codec_options=options, threads=1)
