@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sevila.prompts import OPTION_LETTERS
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -79,7 +81,6 @@ class SeViLAConfig:
     num_frames: int = 32  # candidate frames sampled uniformly from the video
     num_keyframes: int = 4  # frames the localizer keeps for the answerer
     max_text_length: int = 77  # prompts and targets are right-truncated to this many tokens (EOS kept)
-    option_letters: str = "ABCDE"
     yes_word: str = "yes"
     no_word: str = "no"
     frame_prefix: str = "Frame: "  # single-frame layout
@@ -117,6 +118,11 @@ class SeViLAConfig:
             "qformer": QFormerConfig,
             "language_model": LanguageModelConfig,
         }
+        letters = data.pop("option_letters", OPTION_LETTERS)  # written by earlier versions
+        if letters != OPTION_LETTERS:
+            raise ValueError(
+                f"option_letters {letters!r}: SeViLA's prompts and scored tokens use the letters {OPTION_LETTERS}"
+            )
         kwargs: dict[str, Any] = {}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
@@ -155,8 +161,13 @@ class SeViLAConfig:
 
     # ------------------------------------------------------------------ derived values
     @property
+    def option_letters(self) -> str:
+        """The letters of the options, in prompts and as scored tokens (`sevila.prompts.OPTION_LETTERS`)."""
+        return OPTION_LETTERS
+
+    @property
     def num_options(self) -> int:
-        return len(self.option_letters)
+        return len(OPTION_LETTERS)
 
     def keyframe_prefixes(self, count: int) -> list[str]:
         return [self.keyframe_prefix.format(i=i + 1) for i in range(count)]

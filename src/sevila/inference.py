@@ -22,6 +22,7 @@ from sevila.features import FeatureCache, VideoFeatures, encode_video
 from sevila.loading import load_model
 from sevila.model import FrameFeatures, Precision, SeViLA
 from sevila.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD, frame_scores_to_moments
+from sevila.utils.batching import positions_by_key
 
 
 @dataclass
@@ -101,12 +102,9 @@ class QuestionItem:
 def answer_batch(model: SeViLA, items: Sequence[QuestionItem], num_keyframes: int, use_localizer: bool = True) -> list[Answer]:
     """Chained inference on a batch of questions (about one or several videos) in as few T5 passes as possible:
     one per option count, since a batch shares its option-letter ids."""
-    letters = model.config.option_letters
+    letters = prompts.OPTION_LETTERS
     answers: list[Answer | None] = [None] * len(items)
-    by_count: dict[int, list[int]] = {}
-    for i, item in enumerate(items):
-        by_count.setdefault(len(item.options), []).append(i)
-    for count, members in by_count.items():
+    for count, members in positions_by_key(len(item.options) for item in items).items():
         features = FrameFeatures(
             torch.cat([items[i].video.features.answerer for i in members]).to(model.device),
             torch.cat([items[i].video.features.localizer for i in members]).to(model.device),
@@ -246,7 +244,7 @@ class VideoQA:
         Without the localizer the answerer sees every sampled frame (set ``num_frames`` to the number it
         should see, e.g. 4 for the paper's uniform baseline).
         """
-        letters = self.model.config.option_letters
+        letters = prompts.OPTION_LETTERS
         for question, options in questions:
             _check_question(question, options, letters)
         encoded = video if isinstance(video, VideoFeatures) else self.features(video, num_frames, clip)

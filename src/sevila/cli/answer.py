@@ -6,6 +6,7 @@ import argparse
 import json
 
 from sevila.cli.common import add_model_arguments, load_videoqa
+from sevila.prompts import OPTION_LETTERS
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 def print_answer(qa, answer) -> None:
     """The readable result: answer, option scores, keyframe times and the frame-score strip."""
     print(f"Answer: ({answer.letter}) {answer.text}")
-    scores = ", ".join(f"{letter}={score:.2f}" for letter, score in zip(qa.model.config.option_letters, answer.option_scores))
+    scores = ", ".join(f"{letter}={score:.2f}" for letter, score in zip(OPTION_LETTERS, answer.option_scores))
     print(f"Option scores: {scores}")
     print("Keyframes: " + ", ".join(f"{t:.2f}s" for t in answer.keyframe_times))
     if answer.frame_scores is not None:

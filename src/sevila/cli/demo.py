@@ -6,6 +6,7 @@ import argparse
 import json
 
 from sevila.cli.common import add_precision_argument
+from sevila.prompts import OPTION_LETTERS
 
 
 def register(subparsers) -> None:
@@ -44,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"Video: {DEMO_DIR / example['video']}")
     print(f"Question: {question}")
-    print("Options: " + "  ".join(f"({letter}) {text}" for letter, text in zip("ABCDE", options)))
+    print("Options: " + "  ".join(f"({letter}) {text}" for letter, text in zip(OPTION_LETTERS, options)))
     print_answer(qa, answer)
     if args.question is None and example.get("answer") is not None:
-        print(f"Correct answer: ({'ABCDE'[example['answer']]}) {options[example['answer']]}")
+        print(f"Correct answer: ({OPTION_LETTERS[example['answer']]}) {options[example['answer']]}")
     return 0

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sevila.data.sources import DataError, Row, atomic_write_text, index_position, read_jsonl, unique_by_qid
+from sevila.prompts import OPTION_LETTERS
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ MOMENT_DATASETS = tuple(name for name, spec in DATASET_TABLE.items() if spec.kin
 DATASETS = QA_DATASETS + MOMENT_DATASETS
 
 # Option letters of the prompts (A..E) bound the number of options.
-MAX_OPTIONS = 5
+MAX_OPTIONS = len(OPTION_LETTERS)
 
 
 class InvalidRecord(ValueError):

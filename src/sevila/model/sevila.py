@@ -226,7 +226,7 @@ class SeViLA(nn.Module):
         for a in answers:
             if not 0 <= a < num_options:
                 raise ValueError(f"answer index {a} is outside 0..{num_options - 1}")
-        return [answer_target(a, self.config.option_letters) for a in answers]
+        return [answer_target(a) for a in answers]
 
     # ------------------------------------------------------------------ inference
     def frame_scores(

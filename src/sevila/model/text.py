@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from sevila.config import SeViLAConfig
+from sevila.prompts import OPTION_LETTERS
 from sevila.hub import resolve_directory
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -154,7 +155,7 @@ class PromptTokenizer:
         self._prefixes.enable_padding(**pad)
         self.yes_id = single_token_id(tokenizer, config.yes_word)
         self.no_id = single_token_id(tokenizer, config.no_word)
-        self.option_ids = [single_token_id(tokenizer, letter) for letter in config.option_letters]
+        self.option_ids = [single_token_id(tokenizer, letter) for letter in OPTION_LETTERS]
         self.frame_prefix = self.prefixes([config.frame_prefix])
         self._keyframe_prefixes: dict[int, TokenizedText] = {}
         self._config = config

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from sevila.data import VideoRecordDataset, collate
 from sevila.data.records import QARecord, Record
 from sevila.evaluate.metrics.qa import question_type_of
+from sevila.utils.batching import positions_by_key
 
 Key = tuple[int, int]  # (record index, item seed)
 
@@ -134,9 +135,7 @@ def shared_option_count(batch: dict[str, Any]) -> int:
 
 def split_by_options(batch: dict[str, Any]) -> list[dict[str, Any]]:
     """A batch as sub-batches that each share one option count."""
-    groups: dict[Any, list[int]] = {}
-    for row, count in enumerate(batch["num_options"]):
-        groups.setdefault(count, []).append(row)
+    groups = positions_by_key(batch["num_options"])
     if len(groups) == 1:
         return [batch]
     return [_rows(batch, rows) for rows in groups.values()]
