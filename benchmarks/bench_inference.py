@@ -7,7 +7,7 @@ Measured in one run, on the same weights:
 2. the speedup of the feature cache on 9 questions about each video (decode + encode once, then reuse);
 3. peak memory (resident set size; CUDA peak allocation when run on a GPU).
 
-Usage: python benchmarks/bench_inference.py [--repeats 3] [--device cpu|cuda]
+Usage: python -m benchmarks.bench_inference [--repeats 3] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -15,22 +15,19 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from sevila import prompts  # noqa: E402
-from sevila.config import SeViLAConfig  # noqa: E402
-from sevila.features import FeatureCache  # noqa: E402
-from sevila.inference import VideoQA  # noqa: E402
-from sevila.model import SeViLA, select_keyframes  # noqa: E402
-from sevila_toy.pattern_videos import write_video  # noqa: E402
-from tiny import OPTIONS, QUESTION, tiny_tokenizer  # noqa: E402
+from sevila import prompts
+from sevila.config import SeViLAConfig
+from sevila.features import FeatureCache
+from sevila.inference import VideoQA
+from sevila.model import SeViLA, select_keyframes
+from sevila_toy.pattern_videos import write_video
+from tests.support.tiny import OPTIONS, QUESTION, tiny_tokenizer
 
 GENERATE = dict(num_beams=1, do_sample=False, max_new_tokens=30, min_length=1, output_scores=True,
                 return_dict_in_generate=True)

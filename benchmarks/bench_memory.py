@@ -18,7 +18,7 @@ needed on top of them. Inputs are generated once into ``--dir`` (a BLIP-2 direct
 ``--keep-output``. A step that would need more memory than the machine has available is skipped (``--force``
 runs it anyway).
 
-Usage: python benchmarks/bench_memory.py [--preset paper|mid] [--dir DIR] [--steps convert,bf16,fp32]
+Usage: python -m benchmarks.bench_memory [--preset paper|mid] [--dir DIR] [--steps convert,bf16,fp32]
 (the paper preset needs ~34 GB of disk, ~17 GB of free memory for the fp32 load, and a few minutes).
 """
 
@@ -64,11 +64,10 @@ def generate(preset: str, blip2_dir: Path, lavis_path: Path) -> None:
     from safetensors.torch import save_file
     from transformers import Blip2Config, Blip2ForConditionalGeneration
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from sevila.convert import convert_lavis_state_dict
     from sevila.config import SeViLAConfig
+    from sevila.convert import convert_lavis_state_dict
     from sevila.model import SeViLA
-    from tiny import tiny_tokenizer
+    from tests.support.tiny import tiny_tokenizer
 
     config = SeViLAConfig.preset(preset)
     generator = torch.Generator().manual_seed(0)
@@ -164,9 +163,11 @@ def child(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------------------------- parent
 def run_child(argv: list[str]) -> tuple[int, dict, float, float]:
-    """Run this script as a child; (exit status, its JSON record, peak RSS in bytes, wall seconds)."""
+    """Run this module as a child (from the repository root, with absolute paths in ``argv``); (exit status, its
+    JSON record, peak RSS in bytes, wall seconds)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, *argv], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_memory", *argv], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
@@ -206,7 +207,7 @@ def main() -> None:
         child(args)
         return
 
-    work = args.dir / args.preset
+    work = (args.dir / args.preset).resolve()  # absolute: the children run from the repository root
     blip2, lavis, out = work / "blip2", work / "sevila_pretrained.pth", work / "converted"
     paths = ["--blip2", str(blip2), "--lavis", str(lavis), "--out", str(out), "--preset", args.preset]
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]

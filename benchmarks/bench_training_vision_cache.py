@@ -5,7 +5,7 @@ localizer's keyframes (32 frames a video, as the demo build), whole frames (``da
 runs, once encoding every frame through the frozen ViT at every step and once keeping each distinct frame's
 ViT output. Prints the wall time of each, the ratio, and how far the two runs' losses are apart.
 
-Usage: python benchmarks/bench_training_vision_cache.py [--videos 40] [--epochs 3] [--threads 2]
+Usage: python -m benchmarks.bench_training_vision_cache [--videos 40] [--epochs 3] [--threads 2]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Time `load_video` (32 uniformly sampled frames, 224 px) per video and per available backend.
 
-Usage: ``python benchmarks/bench_video_decode.py [VIDEO ...] [--frames 32] [--size 224] [--repeat 3]``.
+Usage: ``python -m benchmarks.bench_video_decode [VIDEO ...] [--frames 32] [--size 224] [--repeat 3]``.
 Without paths it uses the shared demo videos (``../shared/videos`` from the repository root, or
 ``$SEVILA_SHARED_DIR/videos``). Prints the best of ``--repeat`` runs in seconds and each backend's time as a
 ratio to PyAV's, all measured in this one run.
@@ -9,16 +9,15 @@ ratio to PyAV's, all measured in this one run.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 from sevila.video import BACKENDS, load_video
+from tests.support.paths import shared_dir
 
 
 def shared_videos() -> list[Path]:
-    shared = Path(os.environ.get("SEVILA_SHARED_DIR", Path(__file__).resolve().parents[1].parent / "shared"))
-    return sorted((shared / "videos").glob("*.mp4"))
+    return sorted((shared_dir() / "videos").glob("*.mp4"))
 
 
 def best_time(path: Path, backend: str, frames: int, size: int, repeat: int) -> float:

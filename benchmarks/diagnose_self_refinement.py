@@ -13,7 +13,7 @@ Runs on one finished seed of a demo build (``python -m sevila_toy.demo.build``),
    Each localizer's QA accuracy, evidence hit and keyframe precision on the test split, against the two
    starting points'.
 
-Usage: python benchmarks/diagnose_self_refinement.py RUN/seed0 [--out DIR] [--lrs 1e-4 1e-3] [--threads 2]
+Usage: python -m benchmarks.diagnose_self_refinement RUN/seed0 [--out DIR] [--lrs 1e-4 1e-3] [--threads 2]
 """
 
 from __future__ import annotations

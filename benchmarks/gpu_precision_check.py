@@ -20,10 +20,10 @@ are expected there; ``demo`` (a trained toy model, on its example video) and rea
 meaningful decisions. The presets are there for speed and memory.
 
 Usage:
-    python benchmarks/gpu_precision_check.py                       # CUDA: mid + demo, all three modes
-    python benchmarks/gpu_precision_check.py --device cpu           # reduced: demo + mid, fp32 vs bf16
-    python benchmarks/gpu_precision_check.py --model paper --videos 2   # full size, random weights
-    python benchmarks/gpu_precision_check.py --model /path/to/sevila-model --video a.mp4 --video b.mp4
+    python -m benchmarks.gpu_precision_check                       # CUDA: mid + demo, all three modes
+    python -m benchmarks.gpu_precision_check --device cpu           # reduced: demo + mid, fp32 vs bf16
+    python -m benchmarks.gpu_precision_check --model paper --videos 2   # full size, random weights
+    python -m benchmarks.gpu_precision_check --model /path/to/sevila-model --video a.mp4 --video b.mp4
 """
 
 from __future__ import annotations
@@ -40,13 +40,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from sevila import prompts  # noqa: E402
-from sevila.config import PRESETS, SeViLAConfig  # noqa: E402
-from sevila.model import Precision, SeViLA  # noqa: E402
-from sevila.model.precision import MODES  # noqa: E402
-from tiny import OPTIONS, QUESTION, tiny_tokenizer  # noqa: E402
+from sevila import prompts
+from sevila.config import PRESETS, SeViLAConfig
+from sevila.model import Precision, SeViLA
+from sevila.model.precision import MODES
+from tests.support.tiny import OPTIONS, QUESTION, tiny_tokenizer
 
 DEMO_QUESTIONS = [("What colour was the shape?", ["red", "green", "blue"]), ("How many shapes?", ["one", "two", "three"])]
 

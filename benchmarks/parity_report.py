@@ -1,6 +1,6 @@
 """Print the max abs difference between our outputs and every tensor recorded from the original.
 
-Usage: python benchmarks/parity_report.py [FIXTURE_DIR]   (default: $SEVILA_PARITY_DIR or ../shared/parity)
+Usage: python -m benchmarks.parity_report [FIXTURE_DIR]   (default: $SEVILA_PARITY_DIR or ../shared/parity)
 The tests assert the tolerances; this script shows the measured margins.
 """
 
@@ -11,10 +11,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from parity_support import Fixture, lavis_to_ours, parity_dir  # noqa: E402
-from sevila.model import scoring  # noqa: E402
+from sevila.model import scoring
+from tests.support.parity import Fixture, lavis_to_ours
+from tests.support.paths import parity_dir
 
 rows: list[tuple[str, float]] = []
 

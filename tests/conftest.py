@@ -1,11 +1,7 @@
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from parity_support import Fixture, parity_dir  # noqa: E402
+from tests.support.parity import Fixture
+from tests.support.paths import parity_dir
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +10,10 @@ def parity() -> Fixture:
     if not (root / "outputs.safetensors").is_file():
         pytest.skip(f"parity fixture not found at {root} (set SEVILA_PARITY_DIR to a fixture directory)")
     return Fixture(root)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that reads the parity fixture carries the `parity` marker, so that ``-m parity`` selects all of them."""
+    unmarked = [item.nodeid for item in items if "parity" in item.fixturenames and not item.get_closest_marker("parity")]
+    if unmarked:
+        raise pytest.UsageError("tests that use the parity fixture must be marked parity: " + ", ".join(unmarked))

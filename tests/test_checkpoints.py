@@ -1,18 +1,14 @@
 """Loading and saving: our format, transformers BLIP-2 directories and hub ids, original LAVIS .pth files."""
 
-import json
-
 import pytest
 import torch
-from safetensors.torch import save_file
 
-from sevila import cli
+from sevila import cli, prompts
 from sevila.config import SeViLAConfig
 from sevila.convert import convert_lavis_state_dict, from_blip2, load_lavis_checkpoint
 from sevila.loading import load_model
 from sevila.model.weights import CheckpointError, from_pretrained
-from tiny import OPTIONS, QUESTION, random_frames, tiny_model, tiny_tokenizer
-from sevila import prompts
+from tests.support.tiny import OPTIONS, QUESTION, random_frames, tiny_model, write_tiny_blip2
 
 
 def predict(model, frames):
@@ -20,38 +16,6 @@ def predict(model, frames):
     loc = [prompts.loc_prompt(QUESTION, OPTIONS)] * frames.shape[0]
     with torch.no_grad():
         return model.predict(frames, qa, 5, loc, num_keyframes=2)
-
-
-def write_tiny_blip2(directory, config: SeViLAConfig, shards: int = 1, seed: int = 0):
-    """A transformers BLIP-2 (Flan-T5 style, untied LM head) directory as the hub serves it."""
-    from transformers import Blip2Config, Blip2ForConditionalGeneration
-
-    torch.manual_seed(seed)
-    blip2_config = Blip2Config(
-        vision_config=config.to_hf_vision_config().to_dict(),
-        qformer_config=config.to_hf_qformer_config().to_dict(),
-        text_config=config.to_hf_t5_config().to_dict(),
-        num_query_tokens=config.qformer.num_query_tokens,
-    )
-    model = Blip2ForConditionalGeneration(blip2_config)
-    state = {k: v.detach().clone() + 0.01 * torch.randn_like(v) for k, v in model.state_dict().items()
-             if not k.endswith(("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"))}
-    state["language_model.lm_head.weight"] = torch.randn_like(state["language_model.shared.weight"])
-    directory.mkdir(parents=True, exist_ok=True)
-    blip2_config.save_pretrained(directory)
-    tiny_tokenizer().save_pretrained(directory)
-    keys = sorted(state)
-    if shards == 1:
-        save_file(state, directory / "model.safetensors")
-    else:
-        weight_map = {}
-        for i in range(shards):
-            name = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
-            part = {k: state[k] for k in keys[i::shards]}
-            save_file(part, directory / name)
-            weight_map.update({k: name for k in part})
-        (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
-    return state
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -225,6 +189,7 @@ def test_convert_command_errors_are_one_line(tmp_path, capsys):
     assert "either --base" in capsys.readouterr().err
 
 
+@pytest.mark.parity
 def test_convert_original_fixture_checkpoint_reproduces_its_outputs(parity, tmp_path):
     """weights.pth of the fixture (full LAVIS state dict) -> our format -> the recorded localizer scores."""
     parity.config.save(tmp_path / "config.json")

@@ -22,8 +22,7 @@ from sevila.convert import (
 from sevila.model import SeViLA, weights
 from sevila.model.precision import Precision
 from sevila.model.weights import CheckpointError, from_pretrained
-from test_checkpoints import write_tiny_blip2
-from tiny import tiny_model
+from tests.support.tiny import tiny_model, write_tiny_blip2
 
 ALIASES = ("language_model.encoder.embed_tokens.weight", "language_model.decoder.embed_tokens.weight")
 

@@ -4,7 +4,6 @@ release files are present) fidelity to the original's preprocessed files."""
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -12,11 +11,7 @@ import pytest
 
 from sevila.data import DataError, convert, read_sevila, write_sevila
 from sevila.data.converters.how2qa import correct_position
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("SEVILA_SHARED_DIR", Path(__file__).resolve().parents[1].parent / "shared"))
-
+from tests.support.paths import shared_dir
 
 DATASETS_DIR = shared_dir() / "datasets"
 needs_shared = pytest.mark.skipif(

@@ -16,12 +16,9 @@ from torch.utils.data import DataLoader
 from sevila.data import MomentRecord, QARecord, VideoRecordDataset, collate, from_sevila_dict, write_records
 from sevila.video import VideoError
 from sevila.video.encode import write_mp4
+from tests.support.paths import shared_dir
 
 FPS, FRAMES, SIZE = 10, 20, 32
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("SEVILA_SHARED_DIR", Path(__file__).resolve().parents[1].parent / "shared"))
 
 
 def encode(path: Path, frames: int = FRAMES, fps: int = FPS) -> Path:
@@ -171,6 +168,7 @@ def test_dataloader_with_two_workers(video_root, tmp_path):
     assert [tuple(b["frames"].shape) for b in batches] == [(3, 4, 3, 16, 16), (2, 4, 3, 16, 16), (1, 4, 3, 16, 16)]
 
 
+@pytest.mark.parity
 def test_parity_labels_and_prompts_of_the_original():
     shared = shared_dir()
     video = shared / "videos" / "demo1.mp4"

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -24,10 +23,7 @@ from sevila.data import (
     write_sevila,
 )
 from sevila.data.sevila_format import looks_like_sevila
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("SEVILA_SHARED_DIR", Path(__file__).resolve().parents[1].parent / "shared"))
+from tests.support.paths import shared_dir
 
 
 def qa(**overrides) -> QARecord:
@@ -202,6 +198,7 @@ def test_sevila_reader_names_record_and_field(tmp_path):
         from_sevila_dict({"video": "v", "num_option": 2, "qid": "VLEP_1", "a0": "x", "a1": "y", "answer": 2}, "vlep")
 
 
+@pytest.mark.parity
 def test_parity_annotations_read_as_sevila_records():
     path = shared_dir() / "parity" / "annotations.json"
     if not path.is_file():

@@ -8,7 +8,7 @@ from sevila import cli
 from sevila.data import QARecord, write_records
 from sevila.evaluate.predictions import read_predictions
 from sevila_toy.pattern_videos import write_video
-from tiny import OPTIONS, QUESTION, tiny_model
+from tests.support.tiny import OPTIONS, QUESTION, tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from sevila.data import QARecord, write_records
 from sevila.evaluate.predictions import read_predictions
 from sevila.evaluate.runner import Shard, evaluate, shard_path
 from sevila_toy.pattern_videos import write_video
-from tiny import OPTIONS, QUESTION, tiny_model
+from tests.support.tiny import OPTIONS, QUESTION, tiny_model
 
 KEYS = {"qid", "prediction", "letter", "option_scores", "keyframes", "keyframe_times", "frame_scores", "frame_times"}
 

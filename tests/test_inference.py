@@ -10,7 +10,7 @@ from sevila.features import FeatureCache, encode_video, model_fingerprint
 from sevila.inference import VideoQA
 from sevila.video import VideoError
 from sevila_toy.pattern_videos import write_video
-from tiny import OPTIONS, QUESTION, tiny_model
+from tests.support.tiny import OPTIONS, QUESTION, tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 DOC = ROOT / "docs" / "architecture.md"
@@ -274,12 +276,21 @@ def test_torch_free_modules_import_no_torch():
     assert loaded == "[]", f"importing the torch-free modules loaded {loaded}"
 
 
+@pytest.mark.slow
 def test_importing_the_library_loads_nothing_of_the_toy_world():
     code = ("import sys, sevila, sevila.inference, sevila.cli\n"
             "sevila.cli.build_parser()\n"  # every sub-command module, as `sevila --help` loads them
             f"print(sorted(m for m in sys.modules if any(m == p or m.startswith(p + '.') for p in {TOY!r})))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]", f"`import sevila.inference, sevila.cli` loaded toy modules: {loaded}"
+
+
+@pytest.mark.slow
+def test_the_library_imports_nothing_of_the_toy():
+    code = ("import sys, sevila, sevila.inference, sevila.cli, sevila.data, sevila.evaluate.summary; "
+            "sevila.cli.build_parser(); "
+            "toy = [m for m in sys.modules if m.split('.')[0] == 'sevila_toy']; assert not toy, toy")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ---------------------------------------------------------------------------------------------- the docs' table

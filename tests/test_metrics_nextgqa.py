@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -29,11 +27,7 @@ from sevila.evaluate.metrics import (
     write_official_predictions,
 )
 from sevila.evaluate.metrics.nextgqa import nextgqa_key, overlap, question_overlap
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("SEVILA_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared")
-
+from tests.support.paths import shared_dir
 
 DATA = shared_dir() / "datasets" / "nextgqa"
 needs_data = pytest.mark.skipif(

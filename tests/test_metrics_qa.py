@@ -4,19 +4,13 @@ missing predictions and malformed input. Expected values are worked out in the c
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from sevila.data import QARecord, write_records
 from sevila.data.sources import DataError
 from sevila.evaluate.metrics import AnswerKeyEntry, QAPrediction, qa_metrics, read_answer_key, read_predictions
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("SEVILA_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared")
-
+from tests.support.paths import shared_dir
 
 NEXTQA_VAL = shared_dir() / "datasets" / "sevila_preprocessed" / "nextqa" / "val.json"
 

@@ -8,8 +8,6 @@ outside this repository); this implementation must reproduce them exactly.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,11 +26,7 @@ from sevila.evaluate.metrics import (
 from sevila.evaluate.metrics.average_precision import detection_average_precision, highlight_average_precision
 from sevila.evaluate.metrics.qvhighlights import IOU_THRESHOLDS
 from sevila.moments import Moment, frame_scores_to_moments, frame_scores_to_saliency
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("SEVILA_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared")
-
+from tests.support.paths import shared_dir
 
 VAL = shared_dir() / "datasets" / "qvhighlights" / "highlight_val_release.jsonl"
 needs_val = pytest.mark.skipif(not VAL.is_file(), reason=f"QVHighlights val annotations not found at {VAL}")

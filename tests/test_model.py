@@ -6,7 +6,7 @@ import torch
 from sevila import prompts
 from sevila.config import SeViLAConfig
 from sevila.model import FrameFeatures, Precision, SeViLA, select_keyframes
-from tiny import OPTIONS, QUESTION, random_frames, tiny_model
+from tests.support.tiny import OPTIONS, QUESTION, random_frames, tiny_model
 
 
 def batch_prompts(videos: int, num_options: int):

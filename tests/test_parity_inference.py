@@ -4,13 +4,9 @@ import pytest
 import torch
 
 from sevila.model import scoring
+from tests.support.parity import close
 
-ACT = dict(atol=1e-4, rtol=1e-4)  # activations, embeddings, logits (README "Tolerances")
-
-
-def close(actual: torch.Tensor, expected: torch.Tensor, **tol):
-    assert tuple(actual.shape) == tuple(expected.shape), f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    torch.testing.assert_close(actual.float(), expected.float(), **(tol or ACT))
+pytestmark = pytest.mark.parity
 
 
 @pytest.fixture(scope="module")

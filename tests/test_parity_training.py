@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
-from parity_support import lavis_to_ours
 from sevila.model import scoring
-from test_parity_inference import close
+from tests.support.parity import close, lavis_to_ours
+
+pytestmark = pytest.mark.parity
 
 LOSS = dict(rtol=1e-5, atol=1e-4)
 GRAD = dict(atol=1e-5, rtol=1e-3)

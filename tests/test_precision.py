@@ -10,7 +10,7 @@ from torch import nn
 from sevila import cli, prompts
 from sevila.hub import DEMO_DIR
 from sevila.model import Precision
-from tiny import OPTIONS, QUESTION, random_frames, tiny_model
+from tests.support.tiny import OPTIONS, QUESTION, random_frames, tiny_model
 
 needs_demo = pytest.mark.skipif(not (DEMO_DIR / "model" / "config.json").is_file(), reason="demo model not built")
 
@@ -268,16 +268,9 @@ def test_bad_precision_names_are_one_line_errors(command, capsys):
 
 
 # ---------------------------------------------------------------------------------------------- benchmark
-def test_gpu_precision_check_runs_on_cpu_in_its_reduced_form(tmp_path, capsys, monkeypatch):
-    import importlib.util
-    import sys
-    from pathlib import Path
+def test_gpu_precision_check_runs_on_cpu_in_its_reduced_form(tmp_path, capsys):
+    from benchmarks import gpu_precision_check as script
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_precision_check.py"
-    spec = importlib.util.spec_from_file_location("gpu_precision_check", path)
-    script = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, script)  # its dataclasses look their module up there
-    spec.loader.exec_module(script)
     out = tmp_path / "rows.json"
     assert script.main(["--device", "cpu", "--model", "tiny", "--repeats", "1", "--json", str(out)]) == 0
     assert "compared with fp32" in capsys.readouterr().out

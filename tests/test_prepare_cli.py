@@ -4,18 +4,13 @@ raw release file in the shared datasets folder."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 import sevila.cli as cli
 from sevila.data import read_records, sort_inputs
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("SEVILA_SHARED_DIR", Path(__file__).resolve().parents[1].parent / "shared"))
-
+from tests.support.paths import shared_dir
 
 DATASETS_DIR = shared_dir() / "datasets"
 needs_shared = pytest.mark.skipif(

@@ -17,6 +17,8 @@ from sevila_toy.synth import SPLITS, SynthVideo, plan_world, read_evidence, synt
 from sevila_toy.synth.render import render, shape_mask, write_mp4
 from sevila_toy.synth.world import COLOURS, DIRECTIONS, NUM_FRAMES, RADIUS, SIZE, WHITE_RGB, Appear, Change, Flash, Move
 
+pytestmark = pytest.mark.toy
+
 VIDEOS, SEED = 40, 3
 JSONL = ["qa.jsonl", "moments.jsonl", "evidence.jsonl", *(f"{k}_{s}.jsonl" for k in ("qa", "moments") for s in SPLITS)]
 

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Tokenizer
-from tokenization_cases import EDGE_TEXTS, all_cases, prefix_batches, shared_dir
 
 from sevila.config import SeViLAConfig
 from sevila.model import build_word_tokenizer, load_tokenizer
 from sevila.model.text import PromptTokenizer
+from tests.support.paths import shared_dir
+from tests.support.tokenization_cases import EDGE_TEXTS, all_cases, prefix_batches
 
 RECORDED = Path(__file__).resolve().parent / "data" / "tokenization_reference.json"
 MAX_LENGTH = 77
@@ -68,6 +69,7 @@ def cases() -> dict[str, dict[str, list[str]]]:
     return all_cases(datasets)
 
 
+@pytest.mark.parity
 def test_every_prompt_and_target_of_every_dataset_is_the_saved_pipelines(ours, saved_pipeline, cases):
     checked = 0
     truncated = 0
@@ -80,6 +82,7 @@ def test_every_prompt_and_target_of_every_dataset_is_the_saved_pipelines(ours, s
     assert checked > 60 and truncated > 0  # the cases do reach the 77-token limit
 
 
+@pytest.mark.parity
 def test_a_trailing_space_is_a_token_of_its_own(ours, saved_pipeline):
     space = saved_pipeline.token_to_id("▁")
     frame = ours.prefixes(["Frame 1: "]).ids[0].tolist()
@@ -88,11 +91,13 @@ def test_a_trailing_space_is_a_token_of_its_own(ours, saved_pipeline):
     assert ours(["two  spaces"]).ids.tolist() == ours(["two spaces"]).ids.tolist()  # collapsed, as T5's
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("text", [t for t in EDGE_TEXTS if not any(s in t for s in SPECIAL_TOKEN_TEXTS)])
 def test_whitespace_and_unicode_strings_are_the_saved_pipelines(ours, saved_pipeline, text):
     assert as_lists(ours([text])) == expected(saved_pipeline, [text], special_tokens=True)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("name", sorted(prefix_batches()))
 def test_frame_prefixes_are_the_saved_pipelines_without_special_tokens(ours, saved_pipeline, name):
     texts = prefix_batches()[name]
@@ -112,6 +117,7 @@ def recorded(tokenizer_dir) -> dict:
     return data
 
 
+@pytest.mark.parity
 def test_special_and_answer_token_ids_are_the_originals(ours, recorded):
     tokenizer = ours.tokenizer
     special = {"pad": tokenizer.pad_token_id, "eos": tokenizer.eos_token_id, "unk": tokenizer.unk_token_id}
@@ -121,6 +127,7 @@ def test_special_and_answer_token_ids_are_the_originals(ours, recorded):
     assert [[i] for i in ours.option_ids] == [words[letter] for letter in "ABCDE"]
 
 
+@pytest.mark.parity
 def test_texts_are_tokenised_as_the_originals_tokenizer_did(ours, recorded):
     """Every recorded batch (dataset prompts, targets, whitespace, unicode, literal special tokens, a
     mixed batch that pads): the same ids and masks, whatever transformers and tokenizers are installed."""
@@ -128,11 +135,13 @@ def test_texts_are_tokenised_as_the_originals_tokenizer_did(ours, recorded):
         assert as_lists(ours(case["texts"])) == (case["ids"], case["mask"]), name
 
 
+@pytest.mark.parity
 def test_frame_prefixes_are_tokenised_as_the_originals_tokenizer_did(ours, recorded):
     for name, case in recorded["prefixes"].items():
         assert as_lists(ours.prefixes(case["texts"])) == (case["ids"], case["mask"]), name
 
 
+@pytest.mark.parity
 def test_the_recorded_cases_still_cover_todays_prompts(recorded, cases):
     """The recorded texts are today's prompts: a change to a prompt builder or converter asks for a new
     recording instead of leaving the reference to test stale strings."""

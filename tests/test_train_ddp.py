@@ -6,13 +6,14 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
 from sevila.train import train
 from sevila.train.logs import read_metrics
-from test_train_support import (  # noqa: F401 (one_thread is an autouse fixture)
+from tests.support.train import (  # noqa: F401 (one_thread is an autouse fixture)
     make_videos,
     one_thread,
     run_config,
@@ -20,6 +21,8 @@ from test_train_support import (  # noqa: F401 (one_thread is an autouse fixture
     tiny_run,
     write_splits,
 )
+
+pytestmark = pytest.mark.slow
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):

@@ -17,7 +17,7 @@ from sevila.data.records import QARecord
 from sevila.model import SeViLA
 from sevila.train import train
 from sevila.train.logs import read_metrics
-from test_train_support import (  # noqa: F401 (one_thread is an autouse fixture)
+from tests.support.train import (  # noqa: F401 (one_thread is an autouse fixture)
     make_videos,
     one_thread,
     qa_records,

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from parity_support import lavis_to_ours
 from sevila.model.sevila import BRANCHES
 from sevila.train.config import OptimConfig
 from sevila.train.optim import WarmupCosineSchedule, build_optimizer, decays, param_groups
-from tiny import tiny_model
+from tests.support.parity import lavis_to_ours
+from tests.support.tiny import tiny_model
 
 
 def original_decays(lavis_name: str, tensor: torch.Tensor) -> bool:
@@ -19,6 +19,7 @@ def original_decays(lavis_name: str, tensor: torch.Tensor) -> bool:
     return not (tensor.ndim < 2 or "bias" in lavis_name or "ln" in lavis_name or "bn" in lavis_name)
 
 
+@pytest.mark.parity
 def test_decay_groups_equal_the_originals_on_its_own_names(parity):
     state = torch.load(parity.root / "weights.pth", map_location="cpu", weights_only=True)["model"]
     branch_keys = [k for k in state if not k.startswith(("visual_encoder.", "t5_model.")) and "position_ids" not in k]

@@ -10,7 +10,7 @@ import torch
 
 from sevila.train.loop import check_frozen_gradients, check_trainable
 from sevila.train.recipes import StageModel, build_recipe
-from test_train_support import one_thread  # noqa: F401 (autouse fixture)
+from tests.support.train import one_thread  # noqa: F401 (autouse fixture)
 
 # The fixture's gradient-norm groups, by the second component of our parameter names.
 GROUPS = {"query_tokens": "query_tokens", "qformer": "qformer", "proj": "projection", "ln_vision": "layernorm"}
@@ -41,6 +41,7 @@ def fixture_batch(parity, name: str) -> dict:
             **prompts, **extra}
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("name", list(BRANCHES))
 def test_recipe_loss_and_gradients_match_the_original(parity, name):
     stage, options = BRANCHES[name]
@@ -61,6 +62,7 @@ def test_recipe_loss_and_gradients_match_the_original(parity, name):
         assert norm == pytest.approx(info["grad_norm_by_group"][group], rel=1e-4), group
 
 
+@pytest.mark.parity
 def test_a_batch_of_failed_videos_gives_zero_gradients(parity):
     model = parity.model()
     model.set_trainable("answerer")
@@ -76,7 +78,7 @@ def test_mixed_option_counts_give_the_token_mean_of_one_call():
 
     from sevila import prompts
     from sevila.train.recipes import by_option_count
-    from tiny import OPTIONS, QUESTION, random_frames, tiny_model
+    from tests.support.tiny import OPTIONS, QUESTION, random_frames, tiny_model
 
     model = tiny_model(seed=6)
     frames = random_frames(3, 4, model.config)

@@ -21,8 +21,8 @@ from sevila.train import train
 from sevila.train.config import ConfigError, config_from_dict, load_config
 from sevila.train.logs import read_metrics
 from sevila.train.start import copy_blip2_localizer
-from test_checkpoints import write_tiny_blip2
-from test_train_support import (  # noqa: F401 (one_thread is an autouse fixture)
+from tests.support.tiny import write_tiny_blip2
+from tests.support.train import (  # noqa: F401 (one_thread is an autouse fixture)
     OPTIONS,
     QUESTION,
     make_videos,

@@ -6,7 +6,6 @@ the frame returned for index ``i`` really is frame ``i``.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -23,16 +22,12 @@ from sevila_toy.pattern_videos import (
     write_empty_video,
     write_video,
 )
+from tests.support.paths import shared_dir
 
 CODEC = "libx264" if "libx264" in av.codecs_available else "mpeg4"
 # PyAV's frames of the shared demos, measured against decord 0.6 (FFmpeg 4 build) and the parity fixture:
 # identical (mean 0, max 0). The margin allows another FFmpeg build's rounding, not another filter.
 DECORD_MAX_MEAN_DIFF, DECORD_MAX_DIFF = 0.05, 2
-
-
-def shared_dir() -> Path:
-    default = Path(__file__).resolve().parents[1].parent / "shared"
-    return Path(os.environ.get("SEVILA_SHARED_DIR", default))
 
 
 def shared_file(*parts: str) -> Path:
@@ -268,6 +263,7 @@ def test_torchcodec_gives_the_same_frames(videos: dict[str, Path]) -> None:
 
 
 # ---------------------------------------------------------------------------- shared demos and other backends
+@pytest.mark.parity
 def test_parity_raw_frames_of_demo1() -> None:
     from safetensors.numpy import load_file
 

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sevila.video import VideoError, frame_range, sample_indices, segment_bounds
+from tests.support.paths import shared_dir
 
 DEMO1_FRAMES = 919
 DEMO1_FPS = 30000 / 1001
-
-
-def shared_dir() -> Path:
-    default = Path(__file__).resolve().parents[1].parent / "shared"
-    return Path(os.environ.get("SEVILA_SHARED_DIR", default))
 
 
 def test_parity_indices_of_demo1() -> None:
@@ -28,6 +22,7 @@ def test_parity_indices_of_demo1() -> None:
     assert sample_indices(DEMO1_FRAMES, DEMO1_FPS, 4) == [114, 344, 574, 804]
 
 
+@pytest.mark.parity
 def test_parity_indices_from_fixture_summary() -> None:
     summary = shared_dir() / "parity" / "summary.json"
     if not summary.is_file():

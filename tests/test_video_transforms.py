@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,17 +11,14 @@ import torch.nn.functional as F
 
 from sevila.config import CLIP_MEAN, CLIP_STD
 from sevila.video import normalize, random_resized_crop_box, resized_crop, train_augment
-
-
-def shared_dir() -> Path:
-    default = Path(__file__).resolve().parents[1].parent / "shared"
-    return Path(os.environ.get("SEVILA_SHARED_DIR", default))
+from tests.support.paths import shared_dir
 
 
 def random_frames(t: int = 3, h: int = 20, w: int = 28, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
 
 
+@pytest.mark.parity
 def test_normalize_reproduces_the_parity_inputs() -> None:
     path = shared_dir() / "parity" / "inputs.safetensors"
     if not path.is_file():

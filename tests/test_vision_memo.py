@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from sevila.model.vision_memo import memoized_vision
-from tiny import random_frames, tiny_model
+from tests.support.tiny import random_frames, tiny_model
 
 
 def test_memo_returns_the_vit_output_and_encodes_each_distinct_frame_once():

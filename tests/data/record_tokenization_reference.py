@@ -2,10 +2,11 @@
 
 The original loads ``T5TokenizerFast`` with transformers 4.2x and calls it with ``padding="longest",
 truncation=True, max_length=77`` (prompts and targets, with ``</s>``) or ``add_special_tokens=False``
-(frame prefixes). Run in an environment with that version, not sevila's (it needs only transformers):
+(frame prefixes). From the repository root: the cases in sevila's environment, then this script in an environment
+with that version, not sevila's (it needs only transformers):
 
     python -m venv /tmp/tf426 && /tmp/tf426/bin/pip install transformers==4.26.1 tokenizers==0.13.3
-    (cd tests && python tokenization_cases.py) > /tmp/cases.json
+    python -m tests.support.tokenization_cases > /tmp/cases.json
     /tmp/tf426/bin/python tests/data/record_tokenization_reference.py /tmp/cases.json \\
         ../shared/parity/tokenizer tests/data/tokenization_reference.json
 """

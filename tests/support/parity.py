@@ -1,4 +1,5 @@
-"""Loading a parity fixture recorded from the original implementation (layout: ../shared/parity/README.md).
+"""Loading a parity fixture recorded from the original implementation (layout: ../shared/parity/README.md; where it
+is: `tests.support.paths.parity_dir`).
 
 Nothing here is tuned to one recording: sizes, frame counts, keyframe counts, option counts, prompts and
 targets are all read from the fixture's own files, so the same tests check any fixture of that layout.
@@ -7,7 +8,6 @@ targets are all read from the fixture's own files, so the same tests check any f
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,11 +21,13 @@ from sevila.convert.lavis import lavis_key, load_lavis_checkpoint
 from sevila.model import SeViLA
 from sevila.model.text import load_tokenizer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+ACT = dict(atol=1e-4, rtol=1e-4)  # activations, embeddings, logits (README "Tolerances")
 
 
-def parity_dir() -> Path:
-    return Path(os.environ.get("SEVILA_PARITY_DIR", REPO_ROOT.parent / "shared" / "parity")).resolve()
+def close(actual: torch.Tensor, expected: torch.Tensor, **tol):
+    """Equal shapes, and values within ``tol`` (default `ACT`)."""
+    assert tuple(actual.shape) == tuple(expected.shape), f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    torch.testing.assert_close(actual.float(), expected.float(), **(tol or ACT))
 
 
 def config_from_fixture(raw: dict) -> SeViLAConfig:

@@ -1,14 +1,14 @@
 """The texts SeViLA feeds T5, for the tokenisation tests: every prompt style of every dataset (built from
 the real release files in ``../shared/datasets``), targets, frame prefixes and edge-case strings.
 
-Run as a script it prints the cases as JSON: the input of ``tests/data/record_tokenization_reference.py``,
-which records what the original's tokenizer makes of them.
+Run as a module from the repository root, ``python -m tests.support.tokenization_cases``, it prints the cases as
+JSON: the input of ``tests/data/record_tokenization_reference.py``, which records what the original's tokenizer makes
+of them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -16,8 +16,8 @@ from sevila import prompts
 from sevila.data.converters import convert
 from sevila.data.records import MomentRecord
 from sevila.data.targets import record_prompts
+from tests.support.paths import shared_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RECORDS_PER_SPLIT = 3
 
 # (dataset, annotation file, auxiliary files) below the shared datasets folder.
@@ -30,10 +30,6 @@ RELEASE_FILES = [
     ("vlep", "vlep/vlep_dev_release.jsonl", {}),
     ("qvhighlights", "qvhighlights/highlight_val_release.jsonl", {}),
 ]
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("SEVILA_SHARED_DIR") or REPO_ROOT.parent / "shared")
 
 
 def dataset_batches(datasets_dir: Path) -> dict[str, list[str]]:

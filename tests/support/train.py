@@ -1,8 +1,7 @@
-"""Helpers for the training tests (no tests here): tiny videos, records, a tiny model directory, configs."""
+"""Helpers for the training tests: tiny videos, records, a tiny model directory, configs, one thread."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from tiny import OPTIONS, QUESTION, tiny_model  # noqa: E402
-
-from sevila.config import SeViLAConfig  # noqa: E402
-from sevila.data import MomentRecord, QARecord, write_records  # noqa: E402
-from sevila.train.config import config_from_dict  # noqa: E402
-from sevila.video.encode import write_mp4  # noqa: E402
+from sevila.config import SeViLAConfig
+from sevila.data import MomentRecord, QARecord, write_records
+from sevila.train.config import config_from_dict
+from sevila.video.encode import write_mp4
+from tests.support.tiny import OPTIONS, QUESTION, tiny_model
 
 FPS, FRAMES, SIZE = 8, 16, 32
 
@@ -30,6 +26,8 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
 VIDEOS = ("v0", "v1", "v2", "v3")
 
 

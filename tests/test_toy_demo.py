@@ -1,4 +1,6 @@
-"""The demo: backbone frame and text tasks, oracle keyframes, the pipeline's smoke run, the shipped model."""
+"""The toy demo builder (`sevila_toy.demo`): backbone frame and text tasks, oracle keyframes, the build's smoke runs.
+
+The shipped demo model itself is tested in test_cli_demo.py, without the builder."""
 
 import json
 
@@ -6,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from sevila import cli
-from sevila.hub import DEMO_DIR
 from sevila_toy.demo.ablations import oracle_positions
 from sevila_toy.demo.frame_tasks import frame_tasks, visible_objects
 from sevila_toy.synth.evidence import Evidence
 from sevila_toy.synth.generate import plan_world
+
+pytestmark = pytest.mark.toy
 
 
 def test_frame_tasks_describe_what_is_visible():
@@ -213,22 +215,53 @@ def test_oracle_keyframes_cover_every_evidence_window():
     assert {8, 9} <= set(picked) and len(picked) == 4
 
 
-def test_pipeline_smoke_run(tmp_path, capsys):
+# ---------------------------------------------------------------------------------------- the build itself
+# Two smoke builds (``--quick``) serve every test that reads a finished build, each built once for this module:
+# `parallel_build` as a build of several seeds runs (the backbone's language and vision pre-training side by side,
+# then the seeds in worker processes), `serial_build` as ``--jobs 1`` runs (every step in this process). A test that
+# builds further works on a copy, so that no test sees another's changes.
+
+
+@pytest.fixture(scope="module")
+def parallel_build(tmp_path_factory):
+    from sevila_toy.demo.build import main
+
+    out = tmp_path_factory.mktemp("parallel-build")
+    assert main(["--out", str(out), "--seeds", "1", "0", "--quick", "--jobs", "2"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def serial_build(tmp_path_factory):
+    from sevila_toy.demo.build import main
+
+    out = tmp_path_factory.mktemp("serial-build")
+    assert main(["--out", str(out), "--seeds", "0", "--quick", "--jobs", "1"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_pipeline_smoke_run(serial_build, tmp_path, capsys):
+    """The smoke build's table and stages, then the command again on (a copy of) the finished build: it resumes,
+    writes the table of the seeds asked for and ships the first seed's model."""
+    import shutil
+
     from sevila.model import SeViLA
     from sevila_toy.demo.build import main
 
-    ship = tmp_path / "ship"
-    assert main(["--out", str(tmp_path), "--seeds", "0", "--quick", "--ship", str(ship)]) == 0
+    run, ship = tmp_path / "run", tmp_path / "ship"
+    shutil.copytree(serial_build, run)
+    assert main(["--out", str(run), "--seeds", "0", "--quick", "--ship", str(ship)]) == 0
     # The model in the layout of the shipped demo, written where it was asked for (never into the package).
     assert SeViLA.from_pretrained(ship / "model").config.vision.image_size == 64
     example = json.loads((ship / "example.json").read_text())
     assert (ship / example["video"]).is_file() and example["question"] and example["answer"] is not None
     capsys.readouterr()
-    assert main(["--out", str(tmp_path), "--seeds", "0", "--quick", "--ship", str(ship)]) == 2  # not empty
+    assert main(["--out", str(run), "--seeds", "0", "--quick", "--ship", str(ship)]) == 2  # not empty
     assert capsys.readouterr().err.startswith(f"error: --ship {ship}: exists and is not an empty folder")
-    table = (tmp_path / "ablations.md").read_text()
+    table = (run / "ablations.md").read_text()
     assert "4 oracle keyframes of 32" in table and "self-refined localizer" in table
-    scores = json.loads((tmp_path / "ablations.json").read_text())["0"]
+    scores = json.loads((run / "ablations.json").read_text())["0"]
     assert len(scores) == 5 and all(0 <= s["accuracy"] <= 100 for s in scores.values())
     assert scores["4 oracle keyframes of 32"]["evidence_hit"] == 100.0
     from sevila_toy.synth.questions import QUESTION_TYPES
@@ -237,40 +270,40 @@ def test_pipeline_smoke_run(tmp_path, capsys):
     assert by_type and set(by_type) <= set(QUESTION_TYPES) and all(0 <= v <= 100 for v in by_type.values())
     assert "QA accuracy (%) by question type" in table
     for stage in ("pretrain-localizer", "finetune-answerer", "uniform", "refine-localizer"):
-        assert (tmp_path / "seed0" / stage / "best" / "model.safetensors").is_file()
+        assert (run / "seed0" / stage / "best" / "model.safetensors").is_file()
 
 
-def test_seeds_are_built_by_parallel_processes_each_with_its_log(tmp_path):
-    from sevila_toy.demo.build import main
-
-    assert main(["--out", str(tmp_path), "--seeds", "1", "0", "--quick", "--jobs", "2"]) == 0
-    assert list(json.loads((tmp_path / "ablations.json").read_text())) == ["1", "0"]  # the order asked for
-    assert "(2 seeds: 1, 0)" in (tmp_path / "ablations.md").read_text()
+@pytest.mark.slow
+def test_seeds_are_built_by_parallel_processes_each_with_its_log(parallel_build):
+    assert list(json.loads((parallel_build / "ablations.json").read_text())) == ["1", "0"]  # the order asked for
+    assert "(2 seeds: 1, 0)" in (parallel_build / "ablations.md").read_text()
     for seed in (0, 1):
-        assert (tmp_path / f"seed{seed}" / "refine-localizer" / "best" / "model.safetensors").is_file()
-        log = (tmp_path / f"seed{seed}.log").read_text()
+        assert (parallel_build / f"seed{seed}" / "refine-localizer" / "best" / "model.safetensors").is_file()
+        log = (parallel_build / f"seed{seed}.log").read_text()
         assert f"seed {seed}: refine-localizer done" in log and "epoch 1/1" in log  # its log and progress bars
 
 
-def test_language_and_vision_pre_training_side_by_side_give_the_serial_backbone(tmp_path):
+@pytest.mark.slow
+def test_language_and_vision_pre_training_side_by_side_give_the_serial_backbone(serial_build, parallel_build):
     """The two run in worker processes from their own seeds and train disjoint weights, so putting their weights
     together gives the backbone the one-process build gives (up to float rounding of one thread against several)."""
     from sevila.model import SeViLA
     from sevila_toy.demo import build
 
-    serial = SeViLA.from_pretrained(build.build_backbone(tmp_path / "serial", build.QUICK, False, parallel=False))
-    side_by_side = SeViLA.from_pretrained(build.build_backbone(tmp_path / "parallel", build.QUICK, False))
+    serial = SeViLA.from_pretrained(serial_build / "backbone")  # build_backbone(..., QUICK, False, parallel=False)
+    side_by_side = SeViLA.from_pretrained(parallel_build / "backbone")  # build_backbone(..., QUICK, False)
     fresh = build._fresh_toy_model()
     for name, weights in serial.state_dict().items():
         assert torch.allclose(weights, side_by_side.state_dict()[name], atol=1e-5), name
     trained = [name for name, w in serial.state_dict().items() if not torch.equal(w, fresh.state_dict()[name])]
     assert any(n.startswith("language_model.") for n in trained) and any(n.startswith("vision.") for n in trained)
     for part in ("language", "vision"):
-        assert (tmp_path / "parallel" / f"backbone-{part}.log").read_text().strip()  # each worker's own log
-    report = json.loads((tmp_path / "parallel" / "backbone_accuracy.json").read_text())
+        assert (parallel_build / f"backbone-{part}.log").read_text().strip()  # each worker's own log
+    report = json.loads((parallel_build / "backbone_accuracy.json").read_text())
     assert report["language_model"]["seeds_tried"] and report["vision"]["facts_read_on_unseen_frames"]
 
 
+@pytest.mark.slow
 def test_a_backbone_that_cannot_read_colours_stops_the_build(tmp_path):
     """No table of chance rows from a backbone whose frame pre-training did not take: the build stops before any
     stage, says why and where the rejected backbone and its accuracy are, and keeps no backbone a rerun would use."""
@@ -286,6 +319,7 @@ def test_a_backbone_that_cannot_read_colours_stops_the_build(tmp_path):
     assert not (tmp_path / "backbone").exists() and not (tmp_path / "backbone_accuracy.json").exists()
 
 
+@pytest.mark.slow
 def test_frame_tasks_that_did_not_take_start_again_from_the_next_seed(tmp_path, monkeypatch):
     from dataclasses import replace
 
@@ -308,6 +342,7 @@ def test_frame_tasks_that_did_not_take_start_again_from_the_next_seed(tmp_path, 
     assert rejected["3"]["accuracy"][build.COLOUR_CHECK] == 10.0
 
 
+@pytest.mark.slow
 def test_a_resumed_build_skips_the_pre_training_and_frame_seeds_already_done(tmp_path, monkeypatch):
     from dataclasses import replace
 
@@ -332,6 +367,7 @@ def test_a_resumed_build_skips_the_pre_training_and_frame_seeds_already_done(tmp
     assert json.loads((tmp_path / "backbone_accuracy.json").read_text())["frame_seed"] == 2
 
 
+@pytest.mark.slow
 def test_the_build_command_reports_an_unlearned_backbone_in_one_line(tmp_path, monkeypatch, capsys):
     from dataclasses import replace
 
@@ -344,63 +380,19 @@ def test_the_build_command_reports_an_unlearned_backbone_in_one_line(tmp_path, m
     assert not (tmp_path / "seed0").exists()  # no stage ran on it
 
 
-needs_demo = pytest.mark.skipif(not (DEMO_DIR / "model" / "config.json").is_file(),
-                                reason="the demo model is not in this checkout (docs/demo.md, The shipped demo)")
-
-
-@needs_demo
-def test_demo_command_answers_the_example(capsys):
-    assert cli.main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "Answer: (" in out and "Keyframes: " in out and "Frame scores" in out and "Correct answer" in out
-
-
-@needs_demo
-def test_demo_model_by_name_everywhere(capsys):
-    example = json.loads((DEMO_DIR / "example.json").read_text())
-    args = ["answer", str(DEMO_DIR / example["video"]), "-q", example["question"], "--no-cache", "--json"]
-    for option in example["options"]:
-        args += ["-o", option]
-    assert cli.main(args) == 2  # no silent default model
-    assert "no model given: name one with --model" in capsys.readouterr().err
-    assert cli.main([*args, "--model", "demo"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert len(result["keyframes"]) == 4 and len(result["frame_scores"]) == 32
-    from sevila.inference import VideoQA
-
-    qa = VideoQA.load("demo", device="cpu", cache=False)
-    assert qa.predict(DEMO_DIR / example["video"], example["question"], example["options"]).index == result["index"]
-
-
-def test_demo_errors_are_one_line(monkeypatch, tmp_path, capsys):
-    import sevila.hub as hub
-    from sevila.loading import load_model
-    from sevila.utils.errors import CheckpointError
-
-    assert cli.main(["demo", "-q", "what colour?"]) == 2
-    assert "give both --question and --option" in capsys.readouterr().err
-    monkeypatch.setattr(hub, "DEMO_DIR", tmp_path)
-    with pytest.raises(CheckpointError, match="the demo model is not installed"):
-        load_model("demo")
-
-
-def test_the_self_refinement_diagnosis_runs_on_a_finished_seed(tmp_path, monkeypatch, capsys):
-    """benchmarks/diagnose_self_refinement.py on a smoke build: pseudo-label quality by question type, then the
+@pytest.mark.slow
+def test_the_self_refinement_diagnosis_runs_on_a_finished_seed(serial_build, tmp_path, monkeypatch, capsys):
+    """python -m benchmarks.diagnose_self_refinement on a smoke build: pseudo-label quality by question type, then the
     refinement stage on pseudo-labels and on perfect labels, each measured on the test split."""
     import runpy
     import sys
-    from pathlib import Path
 
-    from sevila_toy.demo.build import main
-
-    assert main(["--out", str(tmp_path / "run"), "--seeds", "0", "--quick", "--jobs", "1"]) == 0
     capsys.readouterr()
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnose_self_refinement.py"
-    monkeypatch.setattr(sys, "argv", [str(script), str(tmp_path / "run" / "seed0"), "--out", str(tmp_path / "d"),
-                                      "--lrs", "1e-4", "--threads", "1"])
+    monkeypatch.setattr(sys, "argv", ["diagnose_self_refinement", str(serial_build / "seed0"),
+                                      "--out", str(tmp_path / "d"), "--lrs", "1e-4", "--threads", "1"])
     threads = torch.get_num_threads()
     try:
-        runpy.run_path(str(script), run_name="__main__")
+        runpy.run_module("benchmarks.diagnose_self_refinement", run_name="__main__")
     finally:
         torch.set_num_threads(threads)  # the script sets its own; the tests after it keep theirs
     printed = capsys.readouterr().out
