@@ -54,3 +54,25 @@ def test_a_vit_built_from_scratch_is_initialised_at_the_usual_scale():
     vit = Blip2VisionModel(SeViLAConfig.preset("tiny").to_hf_vision_config())
     for name in ("embeddings.patch_embedding.weight", "encoder.layers.0.mlp.fc1.weight"):
         assert 0.01 < float(vit.get_parameter(name).detach().std()) < 0.03, name
+
+
+def test_option_letters_have_one_home():
+    """The prompts' letters are the config's and the records' limit; a saved config may repeat them (earlier
+    versions wrote them) but not change them, since prompt text and scored tokens would then disagree."""
+    from sevila import prompts
+    from sevila.data.records import MAX_OPTIONS
+
+    config = SeViLAConfig.preset("tiny")
+    assert config.option_letters == prompts.OPTION_LETTERS and config.num_options == MAX_OPTIONS == 5
+    data = config.to_dict()
+    assert "option_letters" not in data
+    assert SeViLAConfig.from_dict({**data, "option_letters": prompts.OPTION_LETTERS}) == config
+    with pytest.raises(ValueError, match="option_letters 'abcde': SeViLA's prompts and scored tokens use the letters ABCDE"):
+        SeViLAConfig.from_dict({**data, "option_letters": "abcde"})
+
+
+def test_positions_by_key_keeps_first_appearance_order():
+    from sevila.utils.batching import positions_by_key
+
+    assert positions_by_key([5, 4, 5, 2, 4]) == {5: [0, 2], 4: [1, 4], 2: [3]}
+    assert positions_by_key([]) == {}

@@ -6,7 +6,7 @@ import pytest
 
 from sevila import cli
 from sevila.data import QARecord, write_records
-from sevila.evaluate.predictions import read_predictions
+from sevila.evaluate.predictions import read_prediction_rows
 from sevila_toy.pattern_videos import write_video
 from tests.support.tiny import OPTIONS, QUESTION, tiny_model
 
@@ -37,7 +37,7 @@ def test_eval_writes_predictions_and_metrics(setup, tmp_path, capsys):
     output = tmp_path / "pred.jsonl"
     assert cli.main(eval_args(setup, output)) == 0
     printed = json.loads(capsys.readouterr().out)
-    rows = read_predictions(output)
+    rows = read_prediction_rows(output)
     assert len(rows) == 5 and "error" in rows[-1] and "gone.mp4" in rows[-1]["error"]
     metrics = json.loads((tmp_path / "pred.jsonl.metrics.json").read_text())
     assert metrics == printed
@@ -50,7 +50,7 @@ def test_eval_writes_predictions_and_metrics(setup, tmp_path, capsys):
     # Rerun: everything already answered, same metrics.
     assert cli.main(eval_args(setup, output)) == 0
     assert "already done 5" in capsys.readouterr().err
-    assert len(read_predictions(output)) == 5
+    assert len(read_prediction_rows(output)) == 5
 
 
 def test_eval_reports_bad_annotation_files(setup, tmp_path, capsys):
@@ -80,7 +80,7 @@ def test_eval_of_moment_queries_writes_a_submission_and_official_metrics(setup, 
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["num_failed"] == 1 and metrics["num_predicted"] == 2
     assert {"MR-full-R1@0.5", "MR-full-mAP", "HL-min-VeryGood-Hit1"} <= set(metrics)
-    rows = read_predictions(tmp_path / "sub.jsonl")
+    rows = read_prediction_rows(tmp_path / "sub.jsonl")
     assert [r["qid"] for r in rows] == [11, 12, 13] and "error" in rows[2]
     (tmp_path / "clean.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
     submission = read_submission(tmp_path / "clean.jsonl")

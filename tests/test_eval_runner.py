@@ -5,7 +5,7 @@ import json
 import pytest
 
 from sevila.data import QARecord, write_records
-from sevila.evaluate.predictions import read_predictions
+from sevila.evaluate.predictions import read_prediction_rows
 from sevila.evaluate.runner import Shard, evaluate, shard_path
 from sevila_toy.pattern_videos import write_video
 from tests.support.tiny import OPTIONS, QUESTION, tiny_model
@@ -41,7 +41,7 @@ def run(model, split, output, **kwargs):
 
 def test_rows_in_annotation_order_with_failures_recorded(model, split, tmp_path):
     result = run(model, split, tmp_path / "pred.jsonl", batch_size=3)
-    rows = read_predictions(tmp_path / "pred.jsonl")
+    rows = read_prediction_rows(tmp_path / "pred.jsonl")
     assert [r["qid"] for r in rows] == [f"CW_{['v1', 'v2', 'missing'][i % 3]}_{i}" for i in range(7)]
     assert (result.answered, result.failed, result.resumed) == (5, 2, 0)
     for row in rows:
@@ -55,7 +55,7 @@ def test_rows_in_annotation_order_with_failures_recorded(model, split, tmp_path)
 def test_batch_size_does_not_change_results(model, split, tmp_path):
     run(model, split, tmp_path / "a.jsonl", batch_size=1)
     run(model, split, tmp_path / "b.jsonl", batch_size=7)
-    for a, b in zip(read_predictions(tmp_path / "a.jsonl"), read_predictions(tmp_path / "b.jsonl")):
+    for a, b in zip(read_prediction_rows(tmp_path / "a.jsonl"), read_prediction_rows(tmp_path / "b.jsonl")):
         assert a.get("prediction") == b.get("prediction") and a.get("keyframes") == b.get("keyframes")
         assert a.get("option_scores") == pytest.approx(b.get("option_scores"), abs=1e-4) if "error" not in a else True
 
@@ -68,7 +68,7 @@ def test_an_interrupted_run_resumes_without_loss_or_duplicates(model, split, tmp
     partial.write_text("".join(lines[:3]) + lines[3][:25])  # killed while writing the fourth row
     result = run(model, split, partial, batch_size=2)
     assert result.resumed == 3 and result.answered + result.failed == 4
-    assert read_predictions(partial) == read_predictions(full)
+    assert read_prediction_rows(partial) == read_prediction_rows(full)
     again = run(model, split, partial, batch_size=2)
     assert (again.answered, again.failed, again.resumed) == (0, 0, 7)
 
@@ -83,8 +83,8 @@ def test_shards_merge_into_the_single_process_output(model, split, tmp_path):
                  compute_metrics=lambda rows, records: {"rows": len(rows), "records": len(records)})
     assert result.metrics == {"rows": 7, "records": 7}
     assert not shard_path(merged, Shard(0, 2)).exists() and not shard_path(merged, Shard(1, 2)).exists()
-    assert [r["qid"] for r in read_predictions(merged)] == [r["qid"] for r in read_predictions(single)]
-    for a, b in zip(read_predictions(merged), read_predictions(single)):
+    assert [r["qid"] for r in read_prediction_rows(merged)] == [r["qid"] for r in read_prediction_rows(single)]
+    for a, b in zip(read_prediction_rows(merged), read_prediction_rows(single)):
         assert a.get("prediction") == b.get("prediction")
 
 
@@ -97,7 +97,7 @@ def test_bad_inputs_are_named(model, split, tmp_path):
         evaluate(model, tmp_path / "dup.jsonl", split / "videos", tmp_path / "o.jsonl", progress=False)
     (tmp_path / "broken.jsonl").write_text('{"qid": "a", "prediction": 1}\n{not json\n')
     with pytest.raises(ValueError, match=r"broken.jsonl, line 2: not valid JSON"):
-        read_predictions(tmp_path / "broken.jsonl")
+        read_prediction_rows(tmp_path / "broken.jsonl")
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         run(model, split, tmp_path / "o.jsonl", batch_size=0)
 

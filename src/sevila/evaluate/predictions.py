@@ -1,6 +1,6 @@
 """Prediction files: one JSON line per question, appended as results come, readable after any interruption.
 
-A run that is killed can leave at most one incomplete last line; `read_predictions` drops it (and
+A run that is killed can leave at most one incomplete last line; `read_prediction_rows` drops it (and
 `truncate_partial_line` removes it from the file before a resumed run appends), so a resumed run loses
 nothing that was written completely and never duplicates a question.
 """
@@ -27,8 +27,10 @@ def truncate_partial_line(path: Path) -> None:
             handle.truncate(keep)
 
 
-def read_predictions(path: Path) -> list[dict[str, Any]]:
-    """Complete lines of a prediction file (an unterminated last line is ignored); errors name the line."""
+def read_prediction_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a run's prediction file as written, for resuming and merging: complete lines only (an
+    unterminated last line is ignored); errors name the line. `sevila.evaluate.metrics.read_predictions`
+    parses finished files (ours or the original's result lists) into typed predictions for scoring."""
     if not path.is_file():
         return []
     rows = []

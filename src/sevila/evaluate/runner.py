@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from sevila.data.paths import VideoPath, video_file
 from sevila.data.records import MomentRecord, QARecord, Record, read_records
 from sevila.data.targets import record_prompts
-from sevila.evaluate.predictions import PredictionWriter, read_predictions, write_predictions_atomic
+from sevila.evaluate.predictions import PredictionWriter, read_prediction_rows, write_predictions_atomic
 from sevila.features import FeatureCache, VideoFeatures, encode_video
 from sevila.evaluate.metrics.qvhighlights_io import moment_prediction, prediction_to_dict, qvhighlights_qid
 from sevila.inference import QuestionItem, answer_batch, localize_features
@@ -121,9 +121,9 @@ def evaluate(
 
     mine = records[shard.rank :: shard.world_size]
     path = shard_path(output, shard)
-    done = {str(row["qid"]) for row in read_predictions(path)}
+    done = {str(row["qid"]) for row in read_prediction_rows(path)}
     if shard.world_size > 1:
-        done |= {str(row["qid"]) for row in read_predictions(output)}  # a finished earlier run, merged
+        done |= {str(row["qid"]) for row in read_prediction_rows(output)}  # a finished earlier run, merged
     todo = [r for r in mine if row_key(r) not in done]
     result = EvalResult(output=output, resumed=len(mine) - len(todo))
 
@@ -151,7 +151,7 @@ def evaluate(
         if shard.world_size > 1:
             _merge_shards(output, shard.world_size, [row_key(r) for r in records])
         if compute_metrics is not None:
-            result.metrics = compute_metrics(read_predictions(output), records)
+            result.metrics = compute_metrics(read_prediction_rows(output), records)
     shard.barrier()
     return result
 
@@ -245,10 +245,10 @@ def _moment_rows(model, batch, features, options: MomentOptions) -> list[dict[st
 
 
 def _merge_shards(output: Path, world_size: int, order: list[str]) -> None:
-    rows: dict[str, dict] = {str(row["qid"]): row for row in read_predictions(output)}
+    rows: dict[str, dict] = {str(row["qid"]): row for row in read_prediction_rows(output)}
     shards = [shard_path(output, Shard(rank, world_size)) for rank in range(world_size)]
     for path in shards:
-        for row in read_predictions(path):
+        for row in read_prediction_rows(path):
             rows.setdefault(str(row["qid"]), row)
     write_predictions_atomic(output, [rows[q] for q in order if q in rows])
     for path in shards:
