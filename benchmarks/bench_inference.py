@@ -29,8 +29,9 @@ from sevila.model import SeViLA, select_keyframes
 from sevila_toy.pattern_videos import write_video
 from tests.support.tiny import OPTIONS, QUESTION, tiny_tokenizer
 
-GENERATE = dict(num_beams=1, do_sample=False, max_new_tokens=30, min_length=1, output_scores=True,
-                return_dict_in_generate=True)
+GENERATE = dict(
+    num_beams=1, do_sample=False, max_new_tokens=30, min_length=1, output_scores=True, return_dict_in_generate=True
+)
 
 
 def build(name: str, device: str) -> SeViLA:
@@ -81,8 +82,10 @@ def bench_scoring(name: str, device: str, repeats: int) -> None:
     assert ours.keyframes.tolist() == gen_keyframes.tolist(), "keyframes differ"
     torch.testing.assert_close(ours.option_scores, gen_scores.float(), atol=1e-4, rtol=1e-4)
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"{name:5s} ({params:6.1f} M params)  per question, question-dependent part: "
-          f"ours {ours_t * 1e3:8.1f} ms   generate {gen_t * 1e3:8.1f} ms   speedup {gen_t / ours_t:5.1f}x   (outputs equal)")
+    print(
+        f"{name:5s} ({params:6.1f} M params)  per question, question-dependent part: "
+        f"ours {ours_t * 1e3:8.1f} ms   generate {gen_t * 1e3:8.1f} ms   speedup {gen_t / ours_t:5.1f}x   (outputs equal)"
+    )
 
 
 def bench_cache(name: str, device: str, workdir: Path) -> None:
@@ -102,9 +105,11 @@ def bench_cache(name: str, device: str, workdir: Path) -> None:
     with_cache = workload(VideoQA(model, cache=cold_cache))
     warm = workload(VideoQA(model, cache=FeatureCache(workdir / f"cache-{name}")))  # as a later run would
     n = len(videos) * len(questions)
-    print(f"{name:5s} 9 questions x {len(videos)} videos, per question: no cache {without / n * 1e3:7.1f} ms   "
-          f"cache (first run) {with_cache / n * 1e3:7.1f} ms ({without / with_cache:4.1f}x)   "
-          f"cache (later run) {warm / n * 1e3:7.1f} ms ({without / warm:4.1f}x)")
+    print(
+        f"{name:5s} 9 questions x {len(videos)} videos, per question: no cache {without / n * 1e3:7.1f} ms   "
+        f"cache (first run) {with_cache / n * 1e3:7.1f} ms ({without / with_cache:4.1f}x)   "
+        f"cache (later run) {warm / n * 1e3:7.1f} ms ({without / warm:4.1f}x)"
+    )
 
 
 def main() -> None:

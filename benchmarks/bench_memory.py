@@ -46,13 +46,13 @@ def _lavis_key(key: str) -> str:
     branch, _, rest = key.partition(".")
     suffix = {"answerer": "", "localizer": "_loc"}[branch]
     if rest.startswith("layernorm."):
-        return f"ln_vision{suffix}.{rest[len('layernorm.'):]}"
+        return f"ln_vision{suffix}.{rest[len('layernorm.') :]}"
     if rest.startswith("projection."):
-        return f"t5_proj{suffix}.{rest[len('projection.'):]}"
+        return f"t5_proj{suffix}.{rest[len('projection.') :]}"
     if rest == "query_tokens":
         return f"query_tokens{suffix}"
     if rest.startswith("qformer.layernorm."):
-        return f"Qformer{suffix}.bert.embeddings.LayerNorm.{rest[len('qformer.layernorm.'):]}"
+        return f"Qformer{suffix}.bert.embeddings.LayerNorm.{rest[len('qformer.layernorm.') :]}"
     layer = re.fullmatch(r"qformer\.encoder\.layer\.(\d+)\.(.*)", rest)
     tail = re.sub(r"^(attention|crossattention)\.attention\.", r"\1.self.", layer.group(2))
     return f"Qformer{suffix}.bert.encoder.layer.{layer.group(1)}.{tail}"
@@ -82,8 +82,11 @@ def generate(preset: str, blip2_dir: Path, lavis_path: Path) -> None:
             num_query_tokens=config.qformer.num_query_tokens,
         )
         with torch.device("meta"):
-            shapes = {k: tuple(v.shape) for k, v in Blip2ForConditionalGeneration(blip2_config).state_dict().items()
-                      if not k.endswith(("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"))}
+            shapes = {
+                k: tuple(v.shape)
+                for k, v in Blip2ForConditionalGeneration(blip2_config).state_dict().items()
+                if not k.endswith(("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"))
+            }
         shapes["language_model.lm_head.weight"] = shapes["language_model.shared.weight"]  # Flan-T5: untied head
         groups: list[list[str]] = [[]]
         size = 0
@@ -166,8 +169,9 @@ def run_child(argv: list[str]) -> tuple[int, dict, float, float]:
     """Run this module as a child (from the repository root, with absolute paths in ``argv``); (exit status, its
     JSON record, peak RSS in bytes, wall seconds)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_memory", *argv], stdout=subprocess.PIPE, text=True,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.bench_memory", *argv], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
@@ -191,8 +195,12 @@ def directory_size(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="paper", choices=("paper", "mid", "tiny"))
-    parser.add_argument("--dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "sevila-bench-memory",
-                        help="where inputs are generated (and reused) and the conversion is written")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(os.environ.get("TMPDIR", "/tmp")) / "sevila-bench-memory",
+        help="where inputs are generated (and reused) and the conversion is written",
+    )
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
     parser.add_argument("--keep-output", action="store_true", help="keep the converted model")
     parser.add_argument("--force", action="store_true", help="run steps even when memory looks insufficient")
@@ -223,15 +231,19 @@ def main() -> None:
         print(f"  done in {wall:.0f} s, peak RSS {peak / 1e9:.1f} GB", file=sys.stderr)
     if ("bf16" in steps or "fp32" in steps) and "convert" not in steps and not out.is_dir():
         steps.insert(0, "convert")
-    print(f"preset {args.preset}: BLIP-2 directory {directory_size(blip2) / 1e9:.2f} GB (float32 safetensors), "
-          f"LAVIS checkpoint {lavis.stat().st_size / 1e9:.2f} GB, in {work}")
+    print(
+        f"preset {args.preset}: BLIP-2 directory {directory_size(blip2) / 1e9:.2f} GB (float32 safetensors), "
+        f"LAVIS checkpoint {lavis.stat().st_size / 1e9:.2f} GB, in {work}"
+    )
 
     rows = []
     for step in steps:
         if step in ("bf16", "fp32") and out.is_dir():
             need = directory_size(out) * (0.5 if step == "bf16" else 1.0) + 2e9
             if need > available_memory() and not args.force:
-                rows.append((step, None, f"skipped: needs ~{need / 1e9:.1f} GB, {available_memory() / 1e9:.1f} GB available"))
+                rows.append(
+                    (step, None, f"skipped: needs ~{need / 1e9:.1f} GB, {available_memory() / 1e9:.1f} GB available")
+                )
                 continue
         code, record, peak, wall = run_child(["--child", step, *paths])
         if code:
@@ -242,8 +254,12 @@ def main() -> None:
             files = sorted(p.name for p in out.iterdir() if p.name.startswith("model"))
             print(f"converted: {directory_size(out) / 1e9:.2f} GB in {len(files)} files ({files[0]} .. {files[-1]})")
 
-    labels = {"imports": "imports only (torch, transformers, sevila)", "convert": "sevila convert --base",
-              "bf16": "load bf16 (ViT+T5 bf16, Q-Formers fp32)", "fp32": "load fp32"}
+    labels = {
+        "imports": "imports only (torch, transformers, sevila)",
+        "convert": "sevila convert --base",
+        "bf16": "load bf16 (ViT+T5 bf16, Q-Formers fp32)",
+        "fp32": "load fp32",
+    }
     print(f"\n{'step':44s} {'peak RSS':>10s} {'peak RSS':>10s} {'weights':>9s} {'peak-weights':>13s} {'wall':>7s}")
     print(f"{'':44s} {'(GB)':>10s} {'(GiB)':>10s} {'(GB)':>9s} {'(GB)':>13s} {'(s)':>7s}")
     for step, measured, note in rows:

@@ -28,8 +28,18 @@ from sevila_toy.synth import synthesize
 
 def run(model: Path, data: Path, out: Path, epochs: int, cached: bool) -> tuple[float, list[float]]:
     """The build's answerer fine-tuning config (`sevila_toy.demo.build`), with the ViT cache on or off."""
-    config = _stage_config("finetune-answerer", str(model), out, data, Settings(), seed=0, epochs=epochs, lr=1e-4,
-                           train_frames=32, eval_frames=32)
+    config = _stage_config(
+        "finetune-answerer",
+        str(model),
+        out,
+        data,
+        Settings(),
+        seed=0,
+        epochs=epochs,
+        lr=1e-4,
+        train_frames=32,
+        eval_frames=32,
+    )
     config["cache_vision_states"] = cached
     config = config_from_dict(config)
     began = time.perf_counter()
@@ -53,8 +63,10 @@ def main() -> None:
         plain, plain_losses = run(root / "model", root / "data", root / "plain", args.epochs, cached=False)
         cached, cached_losses = run(root / "model", root / "data", root / "cached", args.epochs, cached=True)
     gap = max(abs(a - b) for a, b in zip(plain_losses, cached_losses, strict=True))
-    print(f"answerer fine-tuning, toy model, {args.videos} videos, {args.epochs} epochs, 32 frames a video, "
-          f"{args.threads} threads")
+    print(
+        f"answerer fine-tuning, toy model, {args.videos} videos, {args.epochs} epochs, 32 frames a video, "
+        f"{args.threads} threads"
+    )
     print(f"  every frame encoded every step: {plain:7.1f} s")
     print(f"  cached ViT states:              {cached:7.1f} s  ({plain / cached:.2f}x faster)")
     print(f"  largest difference between the two runs' logged losses: {gap:.2e}")

@@ -38,8 +38,9 @@ from sevila_toy.demo.build import Settings, _run_stage, _stage_config
 from sevila_toy.synth.evidence import Evidence, read_evidence
 
 
-def pseudo_label_quality(answerer: SeViLA, data: Path, evidence: dict[str, Evidence], cache: FeatureCache
-                         ) -> dict[str, list[int]]:
+def pseudo_label_quality(
+    answerer: SeViLA, data: Path, evidence: dict[str, Evidence], cache: FeatureCache
+) -> dict[str, list[int]]:
     """Per question type (and "all"): [frames labelled yes, yes frames inside evidence, frames inside, frames].
     A video's frames are encoded once for all its questions (``cache``)."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
@@ -50,8 +51,9 @@ def pseudo_label_quality(answerer: SeViLA, data: Path, evidence: dict[str, Evide
         video = encode_video(answerer, video_file(record, data / "videos"), 32, record.clip, cache=cache)
         qa_prompt, _ = record_prompts(record)
         with torch.no_grad():
-            labels, _ = answerer.pseudo_labels(video.features.answerer, [qa_prompt], torch.tensor([record.answer]),
-                                               len(record.options))
+            labels, _ = answerer.pseudo_labels(
+                video.features.answerer, [qa_prompt], torch.tensor([record.answer]), len(record.options)
+            )
         inside = frame_labels(video.timestamps, evidence[record.qid].windows)
         for kind in (record.question_type or "untyped", "all"):
             row = counts[kind]
@@ -70,8 +72,12 @@ def refining_on_evidence(evidence: dict[str, Evidence]) -> Iterator[None]:
 
     class RefineOnEvidence(recipes.RefineLocalizer):
         def loss(self, model: SeViLA, batch: recipes.Batch) -> torch.Tensor:
-            labels = torch.tensor([frame_labels(times.tolist(), evidence[qid].windows)
-                                   for qid, times in zip(batch["qid"], batch["timestamps"])])
+            labels = torch.tensor(
+                [
+                    frame_labels(times.tolist(), evidence[qid].windows)
+                    for qid, times in zip(batch["qid"], batch["timestamps"])
+                ]
+            )
             return model.pretrain_localizer_loss(batch["frames"], batch["loc_prompt"], labels).loss
 
     original = recipes.RECIPES["refine-localizer"]
@@ -98,28 +104,47 @@ def main() -> None:
     cache = FeatureCache(out / "features")
 
     print("1. Pseudo-labels of the fine-tuned answerer, 32 frames of each training question:")
-    for kind, (yes, hits, inside, frames) in sorted(pseudo_label_quality(SeViLA.from_pretrained(answerer_dir),
-                                                                         data, evidence, cache).items()):
-        print(f"   {kind:>9}: yes {100 * yes / frames:5.1f}% of frames, precision {100 * hits / max(yes, 1):5.1f}% "
-              f"(base rate {100 * inside / frames:5.1f}%), recall {100 * hits / max(inside, 1):5.1f}%")
+    for kind, (yes, hits, inside, frames) in sorted(
+        pseudo_label_quality(SeViLA.from_pretrained(answerer_dir), data, evidence, cache).items()
+    ):
+        print(
+            f"   {kind:>9}: yes {100 * yes / frames:5.1f}% of frames, precision {100 * hits / max(yes, 1):5.1f}% "
+            f"(base rate {100 * inside / frames:5.1f}%), recall {100 * hits / max(inside, 1):5.1f}%"
+        )
 
     untrained = out / "untrained-localizer"
     if not (untrained / "config.json").is_file():
-        with_localizer(SeViLA.from_pretrained(answerer_dir), SeViLA.from_pretrained(run.parent / "backbone")
-                       ).save_pretrained(untrained)
+        with_localizer(
+            SeViLA.from_pretrained(answerer_dir), SeViLA.from_pretrained(run.parent / "backbone")
+        ).save_pretrained(untrained)
 
     def measure(model_dir: Path) -> Scores:
-        return evaluate_choice(SeViLA.from_pretrained(model_dir), data / "qa_test.jsonl", data / "evidence.jsonl",
-                               data / "videos", "localizer", cache=cache)
+        return evaluate_choice(
+            SeViLA.from_pretrained(model_dir),
+            data / "qa_test.jsonl",
+            data / "evidence.jsonl",
+            data / "videos",
+            "localizer",
+            cache=cache,
+        )
 
     starts = {"untrained": untrained, "pre-trained": answerer_dir}
     rows = {f"{name} localizer": measure(path) for name, path in starts.items()}
     for name, path in starts.items():
         for labels in ("pseudo-labels", "perfect labels"):
             for lr in args.lrs:
-                config = _stage_config("refine-localizer", str(path), out / f"{name}-{labels.split()[0]}-{lr:g}",
-                                       data, settings, seed, epochs=settings.epochs["refine-localizer"], lr=lr,
-                                       train_frames=8, eval_frames=32)
+                config = _stage_config(
+                    "refine-localizer",
+                    str(path),
+                    out / f"{name}-{labels.split()[0]}-{lr:g}",
+                    data,
+                    settings,
+                    seed,
+                    epochs=settings.epochs["refine-localizer"],
+                    lr=lr,
+                    train_frames=8,
+                    eval_frames=32,
+                )
                 with refining_on_evidence(evidence) if labels == "perfect labels" else nullcontext():
                     best = _run_stage(config)
                 rows[f"{name}, refined on {labels}, lr {lr:g}"] = measure(best)

@@ -46,7 +46,10 @@ from sevila.model import Precision, SeViLA
 from sevila.model.precision import MODES
 from tests.support.tiny import OPTIONS, QUESTION, tiny_tokenizer
 
-DEMO_QUESTIONS = [("What colour was the shape?", ["red", "green", "blue"]), ("How many shapes?", ["one", "two", "three"])]
+DEMO_QUESTIONS = [
+    ("What colour was the shape?", ["red", "green", "blue"]),
+    ("How many shapes?", ["one", "two", "three"]),
+]
 
 
 @dataclass
@@ -103,8 +106,11 @@ def synthetic_items(model: SeViLA, videos: int) -> list[Item]:
         pixels = pixels + levels.view(frames, 1, 1, 1)
         options = OPTIONS[: 2 + v % 4]
         question = f"{QUESTION} {v}"
-        items.append(Item(pixels[None], prompts.qa_prompt(question, options), prompts.loc_prompt(question, options),
-                          len(options)))
+        items.append(
+            Item(
+                pixels[None], prompts.qa_prompt(question, options), prompts.loc_prompt(question, options), len(options)
+            )
+        )
     return items
 
 
@@ -117,8 +123,9 @@ def video_items(model: SeViLA, videos: list[Path], questions: list[tuple[str, li
         clip = load_video(path, config.num_frames, "uniform", None, image_size=config.vision.image_size)
         frames = normalize(clip.frames, config.image_mean, config.image_std)[None]
         for question, options in questions:
-            items.append(Item(frames, prompts.qa_prompt(question, options), prompts.loc_prompt(question, options),
-                              len(options)))
+            items.append(
+                Item(frames, prompts.qa_prompt(question, options), prompts.loc_prompt(question, options), len(options))
+            )
     return items
 
 
@@ -158,8 +165,9 @@ def run_mode(master: SeViLA, mode: str, items: list[Item], device: str, repeats:
             frames = item.frames.to(device)
             k = min(model.config.num_keyframes, frames.shape[1])
             if index == 0:  # warm-up (kernels, allocator)
-                model.predict(model.encode_frames(frames), [item.qa_prompt], item.num_options, [item.loc_prompt],
-                              num_keyframes=k)
+                model.predict(
+                    model.encode_frames(frames), [item.qa_prompt], item.num_options, [item.loc_prompt], num_keyframes=k
+                )
             per_vision, per_scoring = [], []
             for _ in range(repeats):
                 sync(device)
@@ -204,39 +212,45 @@ def compare(runs: list[ModeRun]) -> list[dict]:
     for run in runs:
         frame_frac, frame_abs = relative_diff(run.frame_scores, base.frame_scores)
         option_frac, option_abs = relative_diff(run.option_scores, base.option_scores)
-        rows.append({
-            "mode": run.mode,
-            "precision": run.describe,
-            "frame_scores_max_diff_over_range": frame_frac,
-            "frame_scores_max_abs_diff": frame_abs,
-            "keyframes_same": sum(a == b for a, b in zip(run.keyframes, base.keyframes)),
-            "answers_same": sum(a == b for a, b in zip(run.predictions, base.predictions)),
-            "first_tokens_same": sum(a == b for a, b in zip(run.first_tokens, base.first_tokens)),
-            "option_scores_max_diff_over_range": option_frac,
-            "option_scores_max_abs_diff": option_abs,
-            "questions": len(run.predictions),
-            "vision_ms_per_question": run.vision_ms,
-            "scoring_ms_per_question": run.scoring_ms,
-            "peak_cuda_mib": run.peak_mib,
-        })
+        rows.append(
+            {
+                "mode": run.mode,
+                "precision": run.describe,
+                "frame_scores_max_diff_over_range": frame_frac,
+                "frame_scores_max_abs_diff": frame_abs,
+                "keyframes_same": sum(a == b for a, b in zip(run.keyframes, base.keyframes)),
+                "answers_same": sum(a == b for a, b in zip(run.predictions, base.predictions)),
+                "first_tokens_same": sum(a == b for a, b in zip(run.first_tokens, base.first_tokens)),
+                "option_scores_max_diff_over_range": option_frac,
+                "option_scores_max_abs_diff": option_abs,
+                "questions": len(run.predictions),
+                "vision_ms_per_question": run.vision_ms,
+                "scoring_ms_per_question": run.scoring_ms,
+                "peak_cuda_mib": run.peak_mib,
+            }
+        )
     return rows
 
 
 def print_table(name: str, rows: list[dict], baseline: str) -> None:
     n = rows[0]["questions"]
     print(f"\n{name}: {n} questions, compared with {baseline}")
-    header = (f"{'mode':10s} {'frame Δ/range':>13s} {'frame |Δ|':>9s} {'keyframes':>9s} {'answers':>7s} "
-              f"{'1st token':>9s} {'option Δ/range':>14s} {'option |Δ|':>10s} "
-              f"{'ViT+QF ms/q':>11s} {'T5 ms/q':>8s} {'peak MiB':>8s}")
+    header = (
+        f"{'mode':10s} {'frame Δ/range':>13s} {'frame |Δ|':>9s} {'keyframes':>9s} {'answers':>7s} "
+        f"{'1st token':>9s} {'option Δ/range':>14s} {'option |Δ|':>10s} "
+        f"{'ViT+QF ms/q':>11s} {'T5 ms/q':>8s} {'peak MiB':>8s}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         peak = f"{r['peak_cuda_mib']:8.0f}" if r["peak_cuda_mib"] is not None else f"{'-':>8s}"
-        print(f"{r['mode']:10s} {r['frame_scores_max_diff_over_range']:13.2%} {r['frame_scores_max_abs_diff']:9.4f} "
-              f"{r['keyframes_same']:>4d}/{n:<4d} {r['answers_same']:>3d}/{n:<3d} "
-              f"{r['first_tokens_same']:>4d}/{n:<4d} "
-              f"{r['option_scores_max_diff_over_range']:14.2%} {r['option_scores_max_abs_diff']:10.4f} "
-              f"{r['vision_ms_per_question']:11.1f} {r['scoring_ms_per_question']:8.1f} {peak}")
+        print(
+            f"{r['mode']:10s} {r['frame_scores_max_diff_over_range']:13.2%} {r['frame_scores_max_abs_diff']:9.4f} "
+            f"{r['keyframes_same']:>4d}/{n:<4d} {r['answers_same']:>3d}/{n:<3d} "
+            f"{r['first_tokens_same']:>4d}/{n:<4d} "
+            f"{r['option_scores_max_diff_over_range']:14.2%} {r['option_scores_max_abs_diff']:10.4f} "
+            f"{r['vision_ms_per_question']:11.1f} {r['scoring_ms_per_question']:8.1f} {peak}"
+        )
     for r in rows:
         print(f"  {r['precision']}")
 
@@ -244,14 +258,21 @@ def print_table(name: str, rows: list[dict], baseline: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--model", action="append",
-                        help="preset (mid, paper, tiny: random weights), 'demo', or a model directory / hub id; "
-                             "repeat for several (default: mid and demo)")
-    parser.add_argument("--modes", default=None,
-                        help=f"comma-separated, the first is the baseline (default: fp32,bf16,reference on CUDA, "
-                             f"fp32,bf16 on CPU); from {','.join(MODES)}")
-    parser.add_argument("--videos", type=int, default=None,
-                        help="synthetic videos per preset (default 8 on CUDA, 2 on CPU)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        help="preset (mid, paper, tiny: random weights), 'demo', or a model directory / hub id; "
+        "repeat for several (default: mid and demo)",
+    )
+    parser.add_argument(
+        "--modes",
+        default=None,
+        help=f"comma-separated, the first is the baseline (default: fp32,bf16,reference on CUDA, "
+        f"fp32,bf16 on CPU); from {','.join(MODES)}",
+    )
+    parser.add_argument(
+        "--videos", type=int, default=None, help="synthetic videos per preset (default 8 on CUDA, 2 on CPU)"
+    )
     parser.add_argument("--video", action="append", help="a video file to use instead (repeat)")
     parser.add_argument("--question", help="the question about --video files")
     parser.add_argument("--option", action="append", help="an option for --question (repeat)")
@@ -265,9 +286,11 @@ def main(argv: list[str] | None = None) -> int:
         Precision.named(mode, args.device)  # a bad name fails before any work
     args.videos = args.videos or (8 if cuda else 2)
     names = args.model or ["mid", "demo"]
-    print(f"device {args.device}"
-          + (f" ({torch.cuda.get_device_name(torch.device(args.device))})" if cuda else "")
-          + f", torch {torch.__version__}, {torch.get_num_threads()} threads, modes {', '.join(modes)}")
+    print(
+        f"device {args.device}"
+        + (f" ({torch.cuda.get_device_name(torch.device(args.device))})" if cuda else "")
+        + f", torch {torch.__version__}, {torch.get_num_threads()} threads, modes {', '.join(modes)}"
+    )
     report = {}
     for name in names:
         start = time.perf_counter()
@@ -283,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         if cuda:
             torch.cuda.empty_cache()
     if args.json:
-        args.json.write_text(json.dumps({"device": args.device, "torch": torch.__version__, "models": report}, indent=2))
+        args.json.write_text(
+            json.dumps({"device": args.device, "torch": torch.__version__, "models": report}, indent=2)
+        )
     return 0
 
 

@@ -65,14 +65,33 @@ def inference(fx: Fixture) -> None:
 
 def training(fx: Fixture) -> None:
     branches = {
-        "train_loc": ("localizer", lambda m, f: m.refine_localizer_loss(f, fx.qa_prompts, fx.loc_prompts, fx.answers, fx.num_options)),
-        "train_qa_with_loc": ("answerer", lambda m, f: m.answerer_loss_with_localizer(
-            f, fx.qa_prompts, fx.loc_prompts, fx.answers, fx.num_options, fx.summary["train_qa_with_loc"]["frame_num"])),
-        "train_qa_wo_loc": ("answerer", lambda m, f: m.answerer_loss_uniform(f, fx.qa_prompts, fx.answers, fx.num_options)),
-        "train_qa_wo_loc_frame": ("answerer", lambda m, f: m.answerer_loss_uniform(
-            f, fx.qa_prompts, fx.answers, fx.num_options, video_level=False)),
-        "train_qvh": ("localizer", lambda m, f: m.pretrain_localizer_loss(
-            f, fx.qvh_prompts, fx.qvh_frame_labels(f.shape[1]))),
+        "train_loc": (
+            "localizer",
+            lambda m, f: m.refine_localizer_loss(f, fx.qa_prompts, fx.loc_prompts, fx.answers, fx.num_options),
+        ),
+        "train_qa_with_loc": (
+            "answerer",
+            lambda m, f: m.answerer_loss_with_localizer(
+                f,
+                fx.qa_prompts,
+                fx.loc_prompts,
+                fx.answers,
+                fx.num_options,
+                fx.summary["train_qa_with_loc"]["frame_num"],
+            ),
+        ),
+        "train_qa_wo_loc": (
+            "answerer",
+            lambda m, f: m.answerer_loss_uniform(f, fx.qa_prompts, fx.answers, fx.num_options),
+        ),
+        "train_qa_wo_loc_frame": (
+            "answerer",
+            lambda m, f: m.answerer_loss_uniform(f, fx.qa_prompts, fx.answers, fx.num_options, video_level=False),
+        ),
+        "train_qvh": (
+            "localizer",
+            lambda m, f: m.pretrain_localizer_loss(f, fx.qvh_prompts, fx.qvh_frame_labels(f.shape[1])),
+        ),
     }
     for name, (branch, compute) in branches.items():
         model = fx.model()
@@ -86,7 +105,8 @@ def training(fx: Fixture) -> None:
         grads = dict(model.named_parameters())
         worst = max(
             (grads[lavis_to_ours(k[len(name) + 6 :])].grad - v).abs().max().item()
-            for k, v in fx.outputs.items() if k.startswith(f"{name}.grad.")
+            for k, v in fx.outputs.items()
+            if k.startswith(f"{name}.grad.")
         )
         rows.append((f"{name}.grad.* (all {branch} parameters)", worst))
 

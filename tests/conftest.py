@@ -14,6 +14,8 @@ def parity() -> Fixture:
 
 def pytest_collection_modifyitems(config, items):
     """A test that reads the parity fixture carries the `parity` marker, so that ``-m parity`` selects all of them."""
-    unmarked = [item.nodeid for item in items if "parity" in item.fixturenames and not item.get_closest_marker("parity")]
+    unmarked = [
+        item.nodeid for item in items if "parity" in item.fixturenames and not item.get_closest_marker("parity")
+    ]
     if unmarked:
         raise pytest.UsageError("tests that use the parity fixture must be marked parity: " + ", ".join(unmarked))

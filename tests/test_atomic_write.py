@@ -43,7 +43,8 @@ def test_no_other_module_writes_through_its_own_temporary_file():
     own = {SRC / "utils" / "io.py", SRC / "train" / "checkpointing.py"}
     offenders = [
         f"{path.relative_to(SRC.parent)}:{number}"
-        for path in SRC.rglob("*.py") if path not in own
+        for path in SRC.rglob("*.py")
+        if path not in own
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if re.search(r"\bmkstemp\b|\bos\.replace\(|\bos\.rename\(", line)
     ]

@@ -84,10 +84,14 @@ def test_partial_lavis_checkpoint_with_report_and_shape_errors(tmp_path):
     torch.save({"model": state, "epoch": 3}, tmp_path / "loc.pth")
     before = model.answerer.layernorm.weight.clone()
     report = load_lavis_checkpoint(model, tmp_path / "loc.pth")
-    assert sorted(report.loaded) == sorted([
-        "localizer.layernorm.weight", "localizer.layernorm.bias", "localizer.query_tokens",
-        "localizer.qformer.encoder.layer.0.crossattention.attention.key.weight",
-    ])
+    assert sorted(report.loaded) == sorted(
+        [
+            "localizer.layernorm.weight",
+            "localizer.layernorm.bias",
+            "localizer.query_tokens",
+            "localizer.qformer.encoder.layer.0.crossattention.attention.key.weight",
+        ]
+    )
     assert report.unexpected == ["something.else"]
     assert len(report.ignored) == 2 and report.missing
     assert torch.equal(model.localizer.layernorm.weight, state["ln_vision_loc.weight"])
@@ -95,8 +99,11 @@ def test_partial_lavis_checkpoint_with_report_and_shape_errors(tmp_path):
     assert "4 tensors" in report.summary() and "missing" in report.summary()
 
     torch.save({"query_tokens": torch.zeros(1, 3, 7)}, tmp_path / "wrong.pth")
-    with pytest.raises(CheckpointError, match=r"shape mismatch for answerer.query_tokens: checkpoint has \(1, 3, 7\), "
-                                              r"model expects \(1, 16, 32\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"shape mismatch for answerer.query_tokens: checkpoint has \(1, 3, 7\), "
+        r"model expects \(1, 16, 32\)",
+    ):
         load_lavis_checkpoint(model, tmp_path / "wrong.pth")
 
 
@@ -131,7 +138,9 @@ def test_blip2_directory_initialises_both_branches(tmp_path, shards):
             state["qformer.encoder.layer.0.crossattention.attention.key.weight"],
         )
     assert torch.equal(model.language_model.lm_head.weight, state["language_model.lm_head.weight"])
-    assert torch.equal(model.vision.encoder.layers[1].mlp.fc2.weight, state["vision_model.encoder.layers.1.mlp.fc2.weight"])
+    assert torch.equal(
+        model.vision.encoder.layers[1].mlp.fc2.weight, state["vision_model.encoder.layers.1.mlp.fc2.weight"]
+    )
     assert model.config.language_model.dense_act_fn == "gelu"
     assert model.text is not None
 
@@ -169,8 +178,10 @@ def test_convert_command_with_a_blip2_base(tmp_path, capsys):
     config = SeViLAConfig.preset("tiny")
     blip2 = write_tiny_blip2(tmp_path / "blip2", config)
     width = config.vision.hidden_size
-    torch.save({"model": {"ln_vision_loc.weight": torch.full((width,), 3.0),
-                          "ln_vision_loc.bias": torch.zeros(width)}}, tmp_path / "sevila.pth")
+    torch.save(
+        {"model": {"ln_vision_loc.weight": torch.full((width,), 3.0), "ln_vision_loc.bias": torch.zeros(width)}},
+        tmp_path / "sevila.pth",
+    )
     code = cli.main(["convert", str(tmp_path / "sevila.pth"), str(tmp_path / "out"), "--base", str(tmp_path / "blip2")])
     assert code == 0
     err = capsys.readouterr().err
@@ -193,17 +204,31 @@ def test_convert_command_errors_are_one_line(tmp_path, capsys):
 def test_convert_original_fixture_checkpoint_reproduces_its_outputs(parity, tmp_path):
     """weights.pth of the fixture (full LAVIS state dict) -> our format -> the recorded localizer scores."""
     parity.config.save(tmp_path / "config.json")
-    code = cli.main([
-        "convert", str(parity.root / "weights.pth"), str(tmp_path / "out"),
-        "--config", str(tmp_path / "config.json"), "--tokenizer", str(parity.root / "tokenizer"),
-    ])
+    code = cli.main(
+        [
+            "convert",
+            str(parity.root / "weights.pth"),
+            str(tmp_path / "out"),
+            "--config",
+            str(tmp_path / "config.json"),
+            "--tokenizer",
+            str(parity.root / "tokenizer"),
+        ]
+    )
     assert code == 0
     model = from_pretrained(tmp_path / "out")
     info = parity.summary["infer_loc"]
     with torch.no_grad():
         prediction = model.predict(
-            parity.frames(info["n_frms"], info["batch"]), parity.qa_prompts, parity.num_options,
-            parity.loc_prompts, num_keyframes=info["frame_num"],
+            parity.frames(info["n_frms"], info["batch"]),
+            parity.qa_prompts,
+            parity.num_options,
+            parity.loc_prompts,
+            num_keyframes=info["frame_num"],
         )
-    torch.testing.assert_close(prediction.frame_scores, parity.outputs["infer_loc.loc_yes_logits"], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(prediction.option_scores, parity.outputs["infer_loc.answer_logits"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        prediction.frame_scores, parity.outputs["infer_loc.loc_yes_logits"], atol=1e-4, rtol=1e-4
+    )
+    torch.testing.assert_close(
+        prediction.option_scores, parity.outputs["infer_loc.answer_logits"], atol=1e-4, rtol=1e-4
+    )

@@ -7,8 +7,10 @@ import pytest
 from sevila import cli
 from sevila.hub import DEMO_DIR
 
-needs_demo = pytest.mark.skipif(not (DEMO_DIR / "model" / "config.json").is_file(),
-                                reason="the demo model is not in this checkout (docs/demo.md, The shipped demo)")
+needs_demo = pytest.mark.skipif(
+    not (DEMO_DIR / "model" / "config.json").is_file(),
+    reason="the demo model is not in this checkout (docs/demo.md, The shipped demo)",
+)
 
 
 @needs_demo

@@ -17,8 +17,16 @@ def test_presets_round_trip_through_json(name, tmp_path):
 def test_paper_preset_matches_the_reference_model():
     config = SeViLAConfig.preset("paper")
     assert (config.vision.image_size, config.vision.patch_size) == (224, 14)
-    assert (config.vision.hidden_size, config.vision.num_hidden_layers, config.vision.intermediate_size) == (1408, 39, 6144)
-    assert (config.qformer.hidden_size, config.qformer.num_hidden_layers, config.qformer.num_query_tokens) == (768, 12, 32)
+    assert (config.vision.hidden_size, config.vision.num_hidden_layers, config.vision.intermediate_size) == (
+        1408,
+        39,
+        6144,
+    )
+    assert (config.qformer.hidden_size, config.qformer.num_hidden_layers, config.qformer.num_query_tokens) == (
+        768,
+        12,
+        32,
+    )
     assert config.qformer.cross_attention_frequency == 2
     assert config.language_model.d_model == 2048 and config.language_model.num_layers == 24
     assert config.language_model.dense_act_fn == "gelu" and not config.language_model.tie_word_embeddings
@@ -67,7 +75,9 @@ def test_option_letters_have_one_home():
     data = config.to_dict()
     assert "option_letters" not in data
     assert SeViLAConfig.from_dict({**data, "option_letters": prompts.OPTION_LETTERS}) == config
-    with pytest.raises(ValueError, match="option_letters 'abcde': SeViLA's prompts and scored tokens use the letters ABCDE"):
+    with pytest.raises(
+        ValueError, match="option_letters 'abcde': SeViLA's prompts and scored tokens use the letters ABCDE"
+    ):
         SeViLAConfig.from_dict({**data, "option_letters": "abcde"})
 
 

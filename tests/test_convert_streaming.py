@@ -31,10 +31,13 @@ def lavis_key(key: str) -> str:
     """Our branch key -> its LAVIS name (the inverse of `sevila.convert.lavis.LAVIS_RULES` for the two branches)."""
     branch, _, rest = key.partition(".")
     suffix = {"answerer": "", "localizer": "_loc"}[branch]
-    for ours, theirs in (("layernorm.", "ln_vision"), ("projection.", "t5_proj"),
-                         ("qformer.layernorm.", "Qformer{}.bert.embeddings.LayerNorm")):
+    for ours, theirs in (
+        ("layernorm.", "ln_vision"),
+        ("projection.", "t5_proj"),
+        ("qformer.layernorm.", "Qformer{}.bert.embeddings.LayerNorm"),
+    ):
         if rest.startswith(ours):
-            return theirs.format(suffix) + ("" if "{}" in theirs else suffix) + "." + rest[len(ours):]
+            return theirs.format(suffix) + ("" if "{}" in theirs else suffix) + "." + rest[len(ours) :]
     if rest == "query_tokens":
         return f"query_tokens{suffix}"
     layer = re.fullmatch(r"qformer\.encoder\.layer\.(\d+)\.(.*)", rest)
@@ -46,7 +49,9 @@ def write_lavis_checkpoint(path, seed: int = 7) -> dict[str, torch.Tensor]:
     """A sevila_pretrained.pth-like file (both branches) plus a ViT block's q/v biases, a T5 tensor, a buffer
     LAVIS keeps and a key SeViLA does not know."""
     model = tiny_model(seed=seed)
-    state = {lavis_key(k): v.clone() for k, v in model.state_dict().items() if k.startswith(("answerer.", "localizer."))}
+    state = {
+        lavis_key(k): v.clone() for k, v in model.state_dict().items() if k.startswith(("answerer.", "localizer."))
+    }
     width = model.config.vision.hidden_size
     state["visual_encoder.blocks.1.attn.q_bias"] = torch.randn(width)
     state["visual_encoder.blocks.1.attn.v_bias"] = torch.randn(width)
@@ -88,8 +93,9 @@ def test_streamed_conversion_writes_the_same_tensors_into_shards(tmp_path, sourc
     # No model is built: neither the one that loading materialises nor any module moved off the meta device.
     monkeypatch.setattr(weights, "empty_model", lambda *a, **k: pytest.fail("convert built a model"))
     monkeypatch.setattr(torch.nn.Module, "to_empty", lambda *a, **k: pytest.fail("convert materialised a module"))
-    report = convert_original_checkpoint(tmp_path / "sevila.pth", tmp_path / "out", base=tmp_path / "blip2",
-                                         max_shard_size=200_000)
+    report = convert_original_checkpoint(
+        tmp_path / "sevila.pth", tmp_path / "out", base=tmp_path / "blip2", max_shard_size=200_000
+    )
     monkeypatch.undo()
 
     index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
@@ -122,8 +128,17 @@ def test_streamed_conversion_writes_the_same_tensors_into_shards(tmp_path, sourc
 
 def test_convert_dtype_option_and_single_file_output(tmp_path, sources, capsys):
     config, blip2, lavis = sources
-    code = cli.main(["convert", str(tmp_path / "sevila.pth"), str(tmp_path / "out"), "--base", str(tmp_path / "blip2"),
-                     "--dtype", "bf16"])
+    code = cli.main(
+        [
+            "convert",
+            str(tmp_path / "sevila.pth"),
+            str(tmp_path / "out"),
+            "--base",
+            str(tmp_path / "blip2"),
+            "--dtype",
+            "bf16",
+        ]
+    )
     assert code == 0
     assert "model.safetensors" in capsys.readouterr().out
     assert not (tmp_path / "out" / "model.safetensors.index.json").exists()
@@ -134,8 +149,9 @@ def test_convert_dtype_option_and_single_file_output(tmp_path, sources, capsys):
 
 def test_loading_allocates_each_part_once_in_its_target_dtype(tmp_path, sources, monkeypatch):
     config, blip2, lavis = sources
-    convert_original_checkpoint(tmp_path / "sevila.pth", tmp_path / "out", base=tmp_path / "blip2",
-                                max_shard_size=300_000)
+    convert_original_checkpoint(
+        tmp_path / "sevila.pth", tmp_path / "out", base=tmp_path / "blip2", max_shard_size=300_000
+    )
     precision = Precision(vision=torch.bfloat16, qformer=torch.float32, language_model=torch.bfloat16)
     # Before a weight is read, every parameter already has its storage dtype (no float32 model first).
     empty = weights.empty_model(config, None, "cpu", precision)
@@ -162,7 +178,9 @@ def test_loading_allocates_each_part_once_in_its_target_dtype(tmp_path, sources,
 
 
 def test_save_pretrained_replaces_a_sharded_save_and_reads_back(tmp_path, sources):
-    convert_original_checkpoint(tmp_path / "sevila.pth", tmp_path / "m", base=tmp_path / "blip2", max_shard_size=300_000)
+    convert_original_checkpoint(
+        tmp_path / "sevila.pth", tmp_path / "m", base=tmp_path / "blip2", max_shard_size=300_000
+    )
     assert (tmp_path / "m" / "model.safetensors.index.json").is_file()
     model = tiny_model(seed=9)
     with torch.no_grad():
@@ -176,14 +194,28 @@ def test_save_pretrained_replaces_a_sharded_save_and_reads_back(tmp_path, source
         if key not in ALIASES:
             assert official[key].dtype == value.dtype and torch.equal(official[key], value), key
     loaded = from_pretrained(tmp_path / "m", precision=Precision())
-    assert torch.equal(loaded.vision.encoder.layers[0].mlp.fc1.weight, model.vision.encoder.layers[0].mlp.fc1.weight.float())
+    assert torch.equal(
+        loaded.vision.encoder.layers[0].mlp.fc1.weight, model.vision.encoder.layers[0].mlp.fc1.weight.float()
+    )
 
 
 def test_written_files_are_world_readable(tmp_path, sources):
     previous = os.umask(0o022)
     try:
-        assert cli.main(["convert", str(tmp_path / "sevila.pth"), str(tmp_path / "out"),
-                         "--base", str(tmp_path / "blip2"), "--max-shard-size", "300KB"]) == 0
+        assert (
+            cli.main(
+                [
+                    "convert",
+                    str(tmp_path / "sevila.pth"),
+                    str(tmp_path / "out"),
+                    "--base",
+                    str(tmp_path / "blip2"),
+                    "--max-shard-size",
+                    "300KB",
+                ]
+            )
+            == 0
+        )
         tiny_model().save_pretrained(tmp_path / "saved")
     finally:
         os.umask(previous)
@@ -223,13 +255,17 @@ def test_the_config_names_a_tokenizer_never_a_local_path(tmp_path, sources, monk
 
 
 def test_damaged_shards_are_one_line_errors_naming_file_and_key(tmp_path, sources):
-    convert_original_checkpoint(tmp_path / "sevila.pth", tmp_path / "out", base=tmp_path / "blip2", max_shard_size=300_000)
+    convert_original_checkpoint(
+        tmp_path / "sevila.pth", tmp_path / "out", base=tmp_path / "blip2", max_shard_size=300_000
+    )
     index_path = tmp_path / "out" / "model.safetensors.index.json"
     index = json.loads(index_path.read_text())
     last = sorted(set(index["weight_map"].values()))[-1]
     data = (tmp_path / "out" / last).read_bytes()
     (tmp_path / "out" / last).write_bytes(data[:-10])
-    with pytest.raises(CheckpointError, match=rf"{last}: not a readable safetensors file \(ValueError, [\w.]+: data offsets"):
+    with pytest.raises(
+        CheckpointError, match=rf"{last}: not a readable safetensors file \(ValueError, [\w.]+: data offsets"
+    ):
         from_pretrained(tmp_path / "out")
     (tmp_path / "out" / last).unlink()
     with pytest.raises(CheckpointError, match=rf"model.safetensors.index.json: lists shard {last}, which is not in"):
@@ -249,27 +285,32 @@ def test_convert_without_base_streams_a_complete_checkpoint(tmp_path):
         if key.startswith(("answerer.", "localizer.")):
             state[lavis_key(key)] = value
         elif key.startswith("language_model.") and key not in ALIASES:
-            state["t5_model." + key[len("language_model."):]] = value
+            state["t5_model." + key[len("language_model.") :]] = value
     vision = {k: v for k, v in model.state_dict().items() if k.startswith("vision.")}
     state["visual_encoder.cls_token"] = vision.pop("vision.embeddings.class_embedding")
     state["visual_encoder.pos_embed"] = vision.pop("vision.embeddings.position_embedding")
     for key, value in vision.items():
-        rest = key[len("vision."):]
+        rest = key[len("vision.") :]
         rest = rest.replace("embeddings.patch_embedding.", "patch_embed.proj.").replace("encoder.layers.", "blocks.")
         rest = rest.replace("layer_norm", "norm").replace("self_attn.projection.", "attn.proj.")
         rest = rest.replace("self_attn.qkv.", "attn.qkv.")
         if rest.endswith("attn.qkv.bias"):
             q, _, v = value.chunk(3)
-            state[f"visual_encoder.{rest[:-len('qkv.bias')]}q_bias"] = q
-            state[f"visual_encoder.{rest[:-len('qkv.bias')]}v_bias"] = v
+            state[f"visual_encoder.{rest[: -len('qkv.bias')]}q_bias"] = q
+            state[f"visual_encoder.{rest[: -len('qkv.bias')]}v_bias"] = v
             with torch.no_grad():
-                model.state_dict()[key][model.config.vision.hidden_size:2 * model.config.vision.hidden_size] = 0
+                model.state_dict()[key][model.config.vision.hidden_size : 2 * model.config.vision.hidden_size] = 0
         else:
             state[f"visual_encoder.{rest}"] = value
     torch.save({"model": state}, tmp_path / "full.pth")
     model.tokenizer.save_pretrained(str(tmp_path / "tok"))
-    report = convert_original_checkpoint(tmp_path / "full.pth", tmp_path / "out", config=model.config,
-                                         tokenizer=str(tmp_path / "tok"), max_shard_size=100_000)
+    report = convert_original_checkpoint(
+        tmp_path / "full.pth",
+        tmp_path / "out",
+        config=model.config,
+        tokenizer=str(tmp_path / "tok"),
+        max_shard_size=100_000,
+    )
     assert not report.missing and not report.unexpected and not report.origins
     loaded = from_pretrained(tmp_path / "out", precision=Precision())
     for key, value in model.state_dict().items():
@@ -277,10 +318,14 @@ def test_convert_without_base_streams_a_complete_checkpoint(tmp_path):
 
     del state["t5_model.lm_head.weight"]
     torch.save({"model": state}, tmp_path / "partial.pth")
-    with pytest.raises(CheckpointError, match=r"partial.pth: the checkpoint lacks 1 weights of the model, e.g. "
-                                              r"language_model.lm_head.weight"):
-        convert_original_checkpoint(tmp_path / "partial.pth", tmp_path / "out2", config=model.config,
-                                    tokenizer=str(tmp_path / "tok"))
+    with pytest.raises(
+        CheckpointError,
+        match=r"partial.pth: the checkpoint lacks 1 weights of the model, e.g. "
+        r"language_model.lm_head.weight",
+    ):
+        convert_original_checkpoint(
+            tmp_path / "partial.pth", tmp_path / "out2", config=model.config, tokenizer=str(tmp_path / "tok")
+        )
 
 
 def test_a_tied_language_model_loads_tied_in_bf16(tmp_path):

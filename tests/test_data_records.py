@@ -233,6 +233,11 @@ def test_one_table_gives_every_dataset_its_kind_prompt_style_and_metrics():
     assert DATASET_TABLE["synthetic"].prompt_style == "synthetic"
     # Synthetic records come from their generator, not from release files.
     assert set(CONVERTIBLE_DATASETS) == set(DATASETS) - {"synthetic"}
-    record = qa(qid="colour_v0001_0", dataset="synthetic", question="What colour appeared?", question_type="colour",
-                extra={"grounding_windows": [[1.0, 1.5]], "fps": 8, "duration": 8.0})
+    record = qa(
+        qid="colour_v0001_0",
+        dataset="synthetic",
+        question="What colour appeared?",
+        question_type="colour",
+        extra={"grounding_windows": [[1.0, 1.5]], "fps": 8, "duration": 8.0},
+    )
     assert record_from_dict(record_to_dict(record)) == record

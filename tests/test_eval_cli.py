@@ -18,8 +18,16 @@ def setup(tmp_path_factory):
     write_video(root / "videos" / "a.mp4", num_frames=32, fps=8)
     write_video(root / "videos" / "b.mp4", num_frames=24, fps=8)
     records = [
-        QARecord(qid=f"{t}_{v}_{i}", video=v, dataset="nextgqa", question=f"{QUESTION} {i}", options=OPTIONS[:4],
-                 answer=i % 4, question_type=t, extra={"grounding_windows": [[0.5, 1.5]], "duration": 3.0, "fps": 8})
+        QARecord(
+            qid=f"{t}_{v}_{i}",
+            video=v,
+            dataset="nextgqa",
+            question=f"{QUESTION} {i}",
+            options=OPTIONS[:4],
+            answer=i % 4,
+            question_type=t,
+            extra={"grounding_windows": [[0.5, 1.5]], "duration": 3.0, "fps": 8},
+        )
         for i, (t, v) in enumerate([("CW", "a"), ("TN", "a"), ("DL", "b"), ("CH", "b"), ("TC", "gone")])
     ]
     write_records(root / "qa.jsonl", records)
@@ -28,9 +36,26 @@ def setup(tmp_path_factory):
 
 
 def eval_args(root, output):
-    return ["eval", "--model", str(root / "model"), "--annotations", str(root / "qa.jsonl"),
-            "--videos", str(root / "videos"), "--output", str(output), "--frames", "6", "--keyframes", "2",
-            "--batch-size", "2", "--no-progress", "--cache-dir", str(root / "cache")]
+    return [
+        "eval",
+        "--model",
+        str(root / "model"),
+        "--annotations",
+        str(root / "qa.jsonl"),
+        "--videos",
+        str(root / "videos"),
+        "--output",
+        str(output),
+        "--frames",
+        "6",
+        "--keyframes",
+        "2",
+        "--batch-size",
+        "2",
+        "--no-progress",
+        "--cache-dir",
+        str(root / "cache"),
+    ]
 
 
 def test_eval_writes_predictions_and_metrics(setup, tmp_path, capsys):
@@ -66,12 +91,27 @@ def test_eval_of_moment_queries_writes_a_submission_and_official_metrics(setup, 
     from sevila.evaluate.metrics import read_submission
 
     records = [
-        MomentRecord(qid="QVHighlight_11", video="a", query="a red cup on a table", duration=4.0,
-                     relevant_windows=[[0.0, 2.0]], relevant_clip_ids=[0], saliency_scores=[[2, 3, 4]]),
-        MomentRecord(qid="QVHighlight_12", video="b", query="a man walks his dog", duration=4.0,
-                     relevant_windows=[[2.0, 3.0]], relevant_clip_ids=[1], saliency_scores=[[1, 1, 4]]),
-        MomentRecord(qid="QVHighlight_13", video="gone", query="a man walks his dog", duration=3.0,
-                     relevant_windows=[[0.0, 1.0]]),
+        MomentRecord(
+            qid="QVHighlight_11",
+            video="a",
+            query="a red cup on a table",
+            duration=4.0,
+            relevant_windows=[[0.0, 2.0]],
+            relevant_clip_ids=[0],
+            saliency_scores=[[2, 3, 4]],
+        ),
+        MomentRecord(
+            qid="QVHighlight_12",
+            video="b",
+            query="a man walks his dog",
+            duration=4.0,
+            relevant_windows=[[2.0, 3.0]],
+            relevant_clip_ids=[1],
+            saliency_scores=[[1, 1, 4]],
+        ),
+        MomentRecord(
+            qid="QVHighlight_13", video="gone", query="a man walks his dog", duration=3.0, relevant_windows=[[0.0, 1.0]]
+        ),
     ]
     write_records(tmp_path / "moments.jsonl", records)
     args = eval_args(setup, tmp_path / "sub.jsonl")

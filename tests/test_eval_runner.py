@@ -1,7 +1,5 @@
 """`sevila eval`'s runner: batched, resumable, shardable, failures recorded rather than substituted."""
 
-import json
-
 import pytest
 
 from sevila.data import QARecord, write_records
@@ -23,8 +21,17 @@ def split(tmp_path_factory):
     for i in range(7):
         video = ["v1", "v2", "missing"][i % 3]
         options = OPTIONS[: 4 + i % 2]
-        records.append(QARecord(qid=f"CW_{video}_{i}", video=video, dataset="nextqa", question=f"{QUESTION} {i}",
-                                options=options, answer=i % len(options), question_type="CW"))
+        records.append(
+            QARecord(
+                qid=f"CW_{video}_{i}",
+                video=video,
+                dataset="nextqa",
+                question=f"{QUESTION} {i}",
+                options=options,
+                answer=i % len(options),
+                question_type="CW",
+            )
+        )
     write_records(root / "qa.jsonl", records)
     return root
 
@@ -35,8 +42,9 @@ def model():
 
 
 def run(model, split, output, **kwargs):
-    return evaluate(model, split / "qa.jsonl", split / "videos", output, num_frames=6, num_keyframes=2,
-                    progress=False, **kwargs)
+    return evaluate(
+        model, split / "qa.jsonl", split / "videos", output, num_frames=6, num_keyframes=2, progress=False, **kwargs
+    )
 
 
 def test_rows_in_annotation_order_with_failures_recorded(model, split, tmp_path):
@@ -79,8 +87,14 @@ def test_shards_merge_into_the_single_process_output(model, split, tmp_path):
     merged = tmp_path / "merged.jsonl"
     run(model, split, merged, batch_size=4, shard=Shard(1, 2))  # without a process group the barrier is a no-op
     assert shard_path(merged, Shard(1, 2)).is_file() and not merged.exists()
-    result = run(model, split, merged, batch_size=4, shard=Shard(0, 2),
-                 compute_metrics=lambda rows, records: {"rows": len(rows), "records": len(records)})
+    result = run(
+        model,
+        split,
+        merged,
+        batch_size=4,
+        shard=Shard(0, 2),
+        compute_metrics=lambda rows, records: {"rows": len(rows), "records": len(records)},
+    )
     assert result.metrics == {"rows": 7, "records": 7}
     assert not shard_path(merged, Shard(0, 2)).exists() and not shard_path(merged, Shard(1, 2)).exists()
     assert [r["qid"] for r in read_prediction_rows(merged)] == [r["qid"] for r in read_prediction_rows(single)]
@@ -89,10 +103,13 @@ def test_shards_merge_into_the_single_process_output(model, split, tmp_path):
 
 
 def test_bad_inputs_are_named(model, split, tmp_path):
-    write_records(tmp_path / "dup.jsonl", [
-        QARecord(qid="CW_x_1", video="v1", dataset="nextqa", question="q?", options=["a", "b"], answer=0),
-        QARecord(qid="CW_x_1", video="v2", dataset="nextqa", question="q?", options=["a", "b"], answer=1),
-    ])
+    write_records(
+        tmp_path / "dup.jsonl",
+        [
+            QARecord(qid="CW_x_1", video="v1", dataset="nextqa", question="q?", options=["a", "b"], answer=0),
+            QARecord(qid="CW_x_1", video="v2", dataset="nextqa", question="q?", options=["a", "b"], answer=1),
+        ],
+    )
     with pytest.raises(ValueError, match=r"dup.jsonl, line 2, field 'qid': 'CW_x_1' repeats"):
         evaluate(model, tmp_path / "dup.jsonl", split / "videos", tmp_path / "o.jsonl", progress=False)
     (tmp_path / "broken.jsonl").write_text('{"qid": "a", "prediction": 1}\n{not json\n')
@@ -108,9 +125,19 @@ def test_the_dataset_table_decides_whether_grounding_is_reported():
     from sevila.evaluate.summary import split_metrics
 
     def records(dataset):
-        return [QARecord(qid=f"colour_v{i}_0", video=f"v{i}", dataset=dataset, question="q?", options=["a", "b"],
-                         answer=0, question_type="colour",
-                         extra={"grounding_windows": [[1.0, 2.0]], "duration": 8.0, "fps": 8}) for i in range(2)]
+        return [
+            QARecord(
+                qid=f"colour_v{i}_0",
+                video=f"v{i}",
+                dataset=dataset,
+                question="q?",
+                options=["a", "b"],
+                answer=0,
+                question_type="colour",
+                extra={"grounding_windows": [[1.0, 2.0]], "duration": 8.0, "fps": 8},
+            )
+            for i in range(2)
+        ]
 
     rows = [{"qid": f"colour_v{i}_0", "prediction": i, "keyframe_times": [1.25, 1.5]} for i in range(2)]
     for dataset in ("synthetic", "nextgqa"):

@@ -125,16 +125,50 @@ def test_corrupt_cache_entry_is_recomputed(video, tmp_path):
 
 
 def test_answer_command_prints_answer_keyframes_and_scores(video, model_dir, tmp_path, capsys):
-    args = ["answer", str(video), "-q", QUESTION, "-o", OPTIONS[0], "-o", OPTIONS[1], "-o", OPTIONS[2],
-            "--model", str(model_dir), "--frames", "8", "--keyframes", "2", "--cache-dir", str(tmp_path / "c")]
+    args = [
+        "answer",
+        str(video),
+        "-q",
+        QUESTION,
+        "-o",
+        OPTIONS[0],
+        "-o",
+        OPTIONS[1],
+        "-o",
+        OPTIONS[2],
+        "--model",
+        str(model_dir),
+        "--frames",
+        "8",
+        "--keyframes",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
     assert cli.main(args) == 0
     text = capsys.readouterr().out
     assert text.startswith("Answer: (") and "Keyframes: " in text and "Frame scores" in text and "^" in text
     assert cli.main(args + ["--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["text"] in OPTIONS[:3] and len(result["keyframes"]) == 2 and len(result["frame_scores"]) == 8
-    assert cli.main(["answer", str(tmp_path / "none.mp4"), "-q", QUESTION, "-o", "a", "-o", "b",
-                     "--model", str(model_dir), "--no-cache"]) == 2
+    assert (
+        cli.main(
+            [
+                "answer",
+                str(tmp_path / "none.mp4"),
+                "-q",
+                QUESTION,
+                "-o",
+                "a",
+                "-o",
+                "b",
+                "--model",
+                str(model_dir),
+                "--no-cache",
+            ]
+        )
+        == 2
+    )
     assert "none.mp4" in capsys.readouterr().err
 
 

@@ -30,63 +30,132 @@ class Room:
 
 # From the bottom up: a room may import only rooms listed before it (checked below), so arrows point one way.
 ROOMS = [
-    Room("config", ("sevila.config", "sevila.prompts"),
-         "`SeViLAConfig` (sizes, frame counts, token words, prefixes) with presets `paper`, `mid`, `tiny`, and "
-         "the transformers configs it builds (`config.py`); the exact prompt strings of every dataset (pure "
-         "functions, no torch; `prompts.py`)", ()),
-    Room("utils", ("sevila.utils",),
-         "the few shared helpers: atomic file writes (`io`: fsync, normal file modes), `CheckpointError`", ()),
-    Room("hub", ("sevila.hub",),
-         "resolving names, local directories and Hugging Face hub ids to a directory; the one registry of "
-         "named models (`NAMED_MODELS`: `demo`, shipped as package data in `sevila/assets/demo/`)", ("utils",)),
-    Room("model", ("sevila.model",),
-         "`SeViLA` (`sevila.py`), one `VisualBranch` (`branch.py`), T5 input layouts (`layouts.py`), decoder-step "
-         "scoring (`scoring.py`), tokenisation with the saved `tokenizer.json` pipeline (`text.py`), precision "
-         "modes (`precision.py`), result types (`outputs.py`), the frozen-ViT memo for training "
-         "(`vision_memo.py`), our weight format: safetensors reader and sharded writer, `save_pretrained` / "
-         "`from_pretrained` built on the meta device in each part's dtype (`weights.py`)",
-         ("config", "utils", "hub")),
-    Room("convert", ("sevila.convert",),
-         "foreign weights in, each with its documented key map: transformers BLIP-2 (`blip2.py`: `from_blip2`, "
-         "`config_from_blip2`), the original LAVIS `.pth` files (`lavis.py`: `load_lavis_checkpoint`, the "
-         "streamed `convert_original_checkpoint` behind `sevila convert`)",
-         ("config", "utils", "hub", "model")),
-    Room("loading", ("sevila.loading",),
-         "`load_model`: a named model, our format or a BLIP-2 by one name, ready for inference",
-         ("hub", "model", "convert")),
-    Room("video", ("sevila.video",),
-         "decoding (PyAV by default; decord, torchcodec optional), frame-index sampling, image transforms",
-         ("config", "utils")),
-    Room("data", ("sevila.data",),
-         "unified record types and JSONL I/O with positioned errors, one table of datasets "
-         "(`records.DATASET_TABLE`: each one's record kind, prompt style and metrics), one converter per dataset "
-         "(no torch), the original project's JSON format, the torch `Dataset` and collate",
-         ("config", "utils", "video")),
-    Room("features", ("sevila.features",),
-         "the on-disk per-video feature cache (key: video bytes, sampling, weights) and `encode_video`",
-         ("config", "utils", "model", "video")),
-    Room("moments", ("sevila.moments",),
-         "frame scores → moments and per-clip highlight scores, the documented merging rule (numpy only)", ()),
-    Room("inference", ("sevila.inference",),
-         "the Python API `VideoQA` (`load`, `predict`, `predict_many`, `localize`) and batched answering",
-         ("config", "utils", "model", "loading", "video", "features", "moments")),
-    Room("metrics", ("sevila.evaluate.metrics",),
-         "QA accuracy by type, QVHighlights moment retrieval and highlights, NExT-GQA grounding — numpy only, on "
-         "records and prediction files", ("utils", "data", "moments")),
-    Room("evaluate", ("sevila.evaluate",),
-         "running a split (`runner`: batched, resumable, sharded under torchrun), prediction files, the summary "
-         "`sevila eval` reports",
-         ("config", "utils", "model", "video", "data", "features", "moments", "inference", "metrics")),
-    Room("train", ("sevila.train",),
-         "the three stages as recipes over one loop (Accelerate), config files, stage starts, resumable "
-         "checkpoints, logging",
-         ("config", "utils", "hub", "model", "convert", "loading", "video", "data", "features", "metrics")),
-    Room("package", ("sevila",),  # sevila/__init__.py alone
-         "`sevila.SeViLA` (imported lazily) and `SeViLAConfig`", ("config", "model")),
-    Room("cli", ("sevila.cli",),
-         "the `sevila` console command: one thin module per sub-command",
-         ("config", "utils", "hub", "model", "convert", "loading", "video", "data", "features", "moments",
-          "inference", "metrics", "evaluate", "train", "package")),
+    Room(
+        "config",
+        ("sevila.config", "sevila.prompts"),
+        "`SeViLAConfig` (sizes, frame counts, token words, prefixes) with presets `paper`, `mid`, `tiny`, and "
+        "the transformers configs it builds (`config.py`); the exact prompt strings of every dataset (pure "
+        "functions, no torch; `prompts.py`)",
+        (),
+    ),
+    Room(
+        "utils",
+        ("sevila.utils",),
+        "the few shared helpers: atomic file writes (`io`: fsync, normal file modes), `CheckpointError`",
+        (),
+    ),
+    Room(
+        "hub",
+        ("sevila.hub",),
+        "resolving names, local directories and Hugging Face hub ids to a directory; the one registry of "
+        "named models (`NAMED_MODELS`: `demo`, shipped as package data in `sevila/assets/demo/`)",
+        ("utils",),
+    ),
+    Room(
+        "model",
+        ("sevila.model",),
+        "`SeViLA` (`sevila.py`), one `VisualBranch` (`branch.py`), T5 input layouts (`layouts.py`), decoder-step "
+        "scoring (`scoring.py`), tokenisation with the saved `tokenizer.json` pipeline (`text.py`), precision "
+        "modes (`precision.py`), result types (`outputs.py`), the frozen-ViT memo for training "
+        "(`vision_memo.py`), our weight format: safetensors reader and sharded writer, `save_pretrained` / "
+        "`from_pretrained` built on the meta device in each part's dtype (`weights.py`)",
+        ("config", "utils", "hub"),
+    ),
+    Room(
+        "convert",
+        ("sevila.convert",),
+        "foreign weights in, each with its documented key map: transformers BLIP-2 (`blip2.py`: `from_blip2`, "
+        "`config_from_blip2`), the original LAVIS `.pth` files (`lavis.py`: `load_lavis_checkpoint`, the "
+        "streamed `convert_original_checkpoint` behind `sevila convert`)",
+        ("config", "utils", "hub", "model"),
+    ),
+    Room(
+        "loading",
+        ("sevila.loading",),
+        "`load_model`: a named model, our format or a BLIP-2 by one name, ready for inference",
+        ("hub", "model", "convert"),
+    ),
+    Room(
+        "video",
+        ("sevila.video",),
+        "decoding (PyAV by default; decord, torchcodec optional), frame-index sampling, image transforms",
+        ("config", "utils"),
+    ),
+    Room(
+        "data",
+        ("sevila.data",),
+        "unified record types and JSONL I/O with positioned errors, one table of datasets "
+        "(`records.DATASET_TABLE`: each one's record kind, prompt style and metrics), one converter per dataset "
+        "(no torch), the original project's JSON format, the torch `Dataset` and collate",
+        ("config", "utils", "video"),
+    ),
+    Room(
+        "features",
+        ("sevila.features",),
+        "the on-disk per-video feature cache (key: video bytes, sampling, weights) and `encode_video`",
+        ("config", "utils", "model", "video"),
+    ),
+    Room(
+        "moments",
+        ("sevila.moments",),
+        "frame scores → moments and per-clip highlight scores, the documented merging rule (numpy only)",
+        (),
+    ),
+    Room(
+        "inference",
+        ("sevila.inference",),
+        "the Python API `VideoQA` (`load`, `predict`, `predict_many`, `localize`) and batched answering",
+        ("config", "utils", "model", "loading", "video", "features", "moments"),
+    ),
+    Room(
+        "metrics",
+        ("sevila.evaluate.metrics",),
+        "QA accuracy by type, QVHighlights moment retrieval and highlights, NExT-GQA grounding — numpy only, on "
+        "records and prediction files",
+        ("utils", "data", "moments"),
+    ),
+    Room(
+        "evaluate",
+        ("sevila.evaluate",),
+        "running a split (`runner`: batched, resumable, sharded under torchrun), prediction files, the summary "
+        "`sevila eval` reports",
+        ("config", "utils", "model", "video", "data", "features", "moments", "inference", "metrics"),
+    ),
+    Room(
+        "train",
+        ("sevila.train",),
+        "the three stages as recipes over one loop (Accelerate), config files, stage starts, resumable "
+        "checkpoints, logging",
+        ("config", "utils", "hub", "model", "convert", "loading", "video", "data", "features", "metrics"),
+    ),
+    Room(
+        "package",
+        ("sevila",),  # sevila/__init__.py alone
+        "`sevila.SeViLA` (imported lazily) and `SeViLAConfig`",
+        ("config", "model"),
+    ),
+    Room(
+        "cli",
+        ("sevila.cli",),
+        "the `sevila` console command: one thin module per sub-command",
+        (
+            "config",
+            "utils",
+            "hub",
+            "model",
+            "convert",
+            "loading",
+            "video",
+            "data",
+            "features",
+            "moments",
+            "inference",
+            "metrics",
+            "evaluate",
+            "train",
+            "package",
+        ),
+    ),
 ]
 ROOM = {room.name: room for room in ROOMS}
 
@@ -103,8 +172,17 @@ TOY_ALLOWED_LAZILY = ("sevila.cli.synth",)
 
 # Modules that must not import torch or its stack at all (checked in the source, then by importing them).
 TORCH = ("torch", "torchvision", "transformers", "safetensors", "accelerate", "tokenizers", "torchcodec", "decord")
-TORCH_FREE = ("sevila.utils", "sevila.hub", "sevila.moments", "sevila.evaluate.metrics", "sevila.prompts",
-              "sevila.data.records", "sevila.data.sources", "sevila.data.converters", "sevila.data.sevila_format")
+TORCH_FREE = (
+    "sevila.utils",
+    "sevila.hub",
+    "sevila.moments",
+    "sevila.evaluate.metrics",
+    "sevila.prompts",
+    "sevila.data.records",
+    "sevila.data.sources",
+    "sevila.data.converters",
+    "sevila.data.sevila_format",
+)
 
 
 # ---------------------------------------------------------------------------------------------- reading imports
@@ -222,7 +300,9 @@ def test_the_table_points_one_way():
 
 
 def test_every_module_has_a_room():
-    lost = [module_name(p) for p in source_files() if room_of(module_name(p)) is None and not _matches(module_name(p), TOY)]
+    lost = [
+        module_name(p) for p in source_files() if room_of(module_name(p)) is None and not _matches(module_name(p), TOY)
+    ]
     assert not lost, f"modules in no room of tests/test_layering.py's ROOMS: {lost}"
 
 
@@ -240,12 +320,15 @@ def test_no_import_the_architecture_forbids():
             problems.append(f"{_where(found)}: {found.source} imports {found.target}, which is in no room")
         elif source != target and target not in ROOM[source].may_import:
             allowed = ", ".join(ROOM[source].may_import) or "nothing"
-            problems.append(f"{_where(found)}: {found.source} imports {found.target}: "
-                            f"{source} → {target} is forbidden ({source} may import: {allowed})")
+            problems.append(
+                f"{_where(found)}: {found.source} imports {found.target}: "
+                f"{source} → {target} is forbidden ({source} may import: {allowed})"
+            )
         for room, forbidden, why in NARROWER:
             if source == room and _matches(found.target, forbidden):
-                problems.append(f"{_where(found)}: {found.source} imports {found.target}: "
-                                f"{room} → {forbidden} is forbidden ({why})")
+                problems.append(
+                    f"{_where(found)}: {found.source} imports {found.target}: {room} → {forbidden} is forbidden ({why})"
+                )
     assert not problems, "imports against the architecture (tests/test_layering.py ROOMS):\n" + "\n".join(problems)
 
 
@@ -270,26 +353,32 @@ def test_torch_free_modules_import_no_torch():
     ]
     assert not problems, "\n".join(problems)
     modules = sorted(module_name(p) for p in source_files() if _matches(module_name(p), TORCH_FREE))
-    code = (f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
-            f"print(sorted(m for m in {TORCH!r} if m in sys.modules))")
+    code = (
+        f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+        f"print(sorted(m for m in {TORCH!r} if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]", f"importing the torch-free modules loaded {loaded}"
 
 
 @pytest.mark.slow
 def test_importing_the_library_loads_nothing_of_the_toy_world():
-    code = ("import sys, sevila, sevila.inference, sevila.cli\n"
-            "sevila.cli.build_parser()\n"  # every sub-command module, as `sevila --help` loads them
-            f"print(sorted(m for m in sys.modules if any(m == p or m.startswith(p + '.') for p in {TOY!r})))")
+    code = (
+        "import sys, sevila, sevila.inference, sevila.cli\n"
+        "sevila.cli.build_parser()\n"  # every sub-command module, as `sevila --help` loads them
+        f"print(sorted(m for m in sys.modules if any(m == p or m.startswith(p + '.') for p in {TOY!r})))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]", f"`import sevila.inference, sevila.cli` loaded toy modules: {loaded}"
 
 
 @pytest.mark.slow
 def test_the_library_imports_nothing_of_the_toy():
-    code = ("import sys, sevila, sevila.inference, sevila.cli, sevila.data, sevila.evaluate.summary; "
-            "sevila.cli.build_parser(); "
-            "toy = [m for m in sys.modules if m.split('.')[0] == 'sevila_toy']; assert not toy, toy")
+    code = (
+        "import sys, sevila, sevila.inference, sevila.cli, sevila.data, sevila.evaluate.summary; "
+        "sevila.cli.build_parser(); "
+        "toy = [m for m in sys.modules if m.split('.')[0] == 'sevila_toy']; assert not toy, toy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -102,8 +102,10 @@ def test_nextgqa_rows_and_official_files(tmp_path, capsys):
 def test_nextgqa_converts_the_benchmarks_csv_with_its_grounding_file(tmp_path, capsys):
     """The metrics read records; the command converts the release csv + gsub JSON into them first."""
     csv = tmp_path / "val.csv"
-    csv.write_text("video_id,frame_count,width,height,question,answer,qid,type,a0,a1,a2,a3,a4\n"
-                   "1,1200,640,480,why,b,0,CW,a,b,c,d,e\n")
+    csv.write_text(
+        "video_id,frame_count,width,height,question,answer,qid,type,a0,a1,a2,a3,a4\n"
+        "1,1200,640,480,why,b,0,CW,a,b,c,d,e\n"
+    )
     gsub = tmp_path / "gsub_val.json"
     gsub.write_text(json.dumps({"1": {"duration": 40, "location": {"0": [[10, 20]]}, "fps": 30}}))
     rows = tmp_path / "rows.jsonl"

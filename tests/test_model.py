@@ -36,8 +36,14 @@ def test_scores_equal_those_read_from_a_greedy_generate(num_frames, num_keyframe
     with torch.no_grad():
         prediction = model.predict(frames, qa, num_options, loc, num_keyframes=num_keyframes)
         features = model.encode_frames(frames)
-        generate = dict(num_beams=1, do_sample=False, max_new_tokens=30, min_length=1, output_scores=True,
-                        return_dict_in_generate=True)
+        generate = dict(
+            num_beams=1,
+            do_sample=False,
+            max_new_tokens=30,
+            min_length=1,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
         embeds, mask = model.frame_level_inputs(features.localizer, loc)
         loc_out = model.language_model.generate(inputs_embeds=embeds, attention_mask=mask, **generate)
         yes = loc_out.scores[0][:, model.text.yes_id].view(videos, num_frames)

@@ -105,7 +105,10 @@ def _check_video_level_answer(model, parity, tokens, prefix):
     start = scoring.start_tokens(model.language_model, embeds.shape[0], embeds.device)
     decoder_ids = torch.cat([start, torch.tensor(option).expand(embeds.shape[0], -1)], dim=1)
     forced = scoring.decoder_logits(
-        model.language_model, scoring.encode(model.language_model, embeds, mask), mask, decoder_ids,
+        model.language_model,
+        scoring.encode(model.language_model, embeds, mask),
+        mask,
+        decoder_ids,
         model.text.option_token_ids(parity.num_options),
     )[:, 1]
     close(forced, out[f"{prefix}.teacher_forced_option_answer_logits"])

@@ -70,8 +70,12 @@ def test_localizer_self_refinement(parity):
     n, batch = info["n_frms"], len(parity.qa_records)
     frames = parity.frames(n, batch)
     model, result = run_branch(
-        parity, name, "localizer",
-        lambda m: m.refine_localizer_loss(frames, parity.qa_prompts, parity.loc_prompts, parity.answers, parity.num_options),
+        parity,
+        name,
+        "localizer",
+        lambda m: m.refine_localizer_loss(
+            frames, parity.qa_prompts, parity.loc_prompts, parity.answers, parity.num_options
+        ),
     )
     assert result.pseudo_labels.long().tolist() == parity.outputs[f"{name}.pseudo_labels"].tolist()
     check_gradients(parity, name, model, "localizer")
@@ -96,7 +100,9 @@ def test_answerer_on_localizer_keyframes(parity):
     n, k, batch = info["n_frms"], info["frame_num"], len(parity.qa_records)
     frames = parity.frames(n, batch)
     model, result = run_branch(
-        parity, name, "answerer",
+        parity,
+        name,
+        "answerer",
         lambda m: m.answerer_loss_with_localizer(
             frames, parity.qa_prompts, parity.loc_prompts, parity.answers, parity.num_options, num_keyframes=k
         ),
@@ -123,7 +129,9 @@ def test_answerer_on_uniform_frames(parity, name, video_level):
     n, batch = info["n_frms"], len(parity.qa_records)
     frames = parity.frames(n, batch)
     model, _ = run_branch(
-        parity, name, "answerer",
+        parity,
+        name,
+        "answerer",
         lambda m: m.answerer_loss_uniform(frames, parity.qa_prompts, parity.answers, parity.num_options, video_level),
     )
     check_gradients(parity, name, model, "answerer")
@@ -153,4 +161,6 @@ def test_localizer_pretraining_on_moments(parity):
         tokens = model.encode_frames(frames).localizer
     close(tokens.flatten(0, 1), parity.outputs[f"{name}.t5_proj_loc_out"])
     embeds, mask = model.frame_level_inputs(tokens, parity.qvh_prompts)
-    check_t5_call(parity, model, f"{name}.t5call0", embeds, mask, ["yes" if y else "no" for y in labels.flatten().tolist()])
+    check_t5_call(
+        parity, model, f"{name}.t5call0", embeds, mask, ["yes" if y else "no" for y in labels.flatten().tolist()]
+    )

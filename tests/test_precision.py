@@ -32,7 +32,11 @@ def test_modes_by_name_and_device_defaults():
     assert Precision.for_device("cpu") == Precision.named(None, "cpu") == Precision.named("fp32") == Precision()
     assert Precision.for_device("cuda") == Precision.for_device("cuda:1") == Precision.reference()
     reference = Precision.named("Reference", "cpu")  # a CPU emulates it with CPU autocast
-    assert (reference.vision, reference.qformer, reference.language_model) == (torch.float16, torch.float32, torch.bfloat16)
+    assert (reference.vision, reference.qformer, reference.language_model) == (
+        torch.float16,
+        torch.float32,
+        torch.bfloat16,
+    )
     assert reference.vision_fp32_norms and reference.promote_t5_inputs
     bf16 = Precision.named("bf16", "cpu")
     assert (bf16.vision, bf16.qformer, bf16.language_model) == (torch.bfloat16, torch.float32, torch.bfloat16)
@@ -43,11 +47,14 @@ def test_modes_by_name_and_device_defaults():
     assert "\n" not in reference.describe() and "fp16 autocast" in reference.describe()
 
 
-@pytest.mark.parametrize("name, device, message", [
-    ("fp16", "cpu", "unknown precision 'fp16'; choose one of reference, bf16, fp32"),
-    ("mixed", "cuda", "unknown precision 'mixed'; choose one of reference, bf16, fp32"),
-    ("reference", "mps", "precision 'reference' runs on cuda or cpu, not mps; use fp32 there"),
-])
+@pytest.mark.parametrize(
+    "name, device, message",
+    [
+        ("fp16", "cpu", "unknown precision 'fp16'; choose one of reference, bf16, fp32"),
+        ("mixed", "cuda", "unknown precision 'mixed'; choose one of reference, bf16, fp32"),
+        ("reference", "mps", "precision 'reference' runs on cuda or cpu, not mps; use fp32 there"),
+    ],
+)
 def test_bad_names_give_one_line_errors(name, device, message):
     with pytest.raises(ValueError) as err:
         Precision.named(name, device)
@@ -100,13 +107,20 @@ class DtypeLog:
 
     def watch(self, label: str, modules):
         for module in modules:
-            self.handles.append(module.register_forward_hook(
-                lambda _m, _i, out, label=label: self.seen.setdefault(label, set()).add(
-                    (out[0] if isinstance(out, tuple) else getattr(out, "last_hidden_state", out)).dtype)))
+            self.handles.append(
+                module.register_forward_hook(
+                    lambda _m, _i, out, label=label: self.seen.setdefault(label, set()).add(
+                        (out[0] if isinstance(out, tuple) else getattr(out, "last_hidden_state", out)).dtype
+                    )
+                )
+            )
 
     def watch_input(self, label: str, module, key: str):
-        self.handles.append(module.register_forward_pre_hook(
-            lambda _m, _a, kwargs: self.seen.setdefault(label, set()).add(kwargs[key].dtype), with_kwargs=True))
+        self.handles.append(
+            module.register_forward_pre_hook(
+                lambda _m, _a, kwargs: self.seen.setdefault(label, set()).add(kwargs[key].dtype), with_kwargs=True
+            )
+        )
 
 
 def of_type(module, kind):
@@ -213,8 +227,11 @@ def test_half_modes_agree_with_fp32_on_the_trained_demo_model(mode):
     from sevila.inference import VideoQA
 
     example = json.loads((DEMO_DIR / "example.json").read_text())
-    questions = [(example["question"], example["options"]), ("What colour was the shape?", ["red", "green", "blue"]),
-                 ("How many shapes?", ["one", "two", "three"])]
+    questions = [
+        (example["question"], example["options"]),
+        ("What colour was the shape?", ["red", "green", "blue"]),
+        ("How many shapes?", ["one", "two", "three"]),
+    ]
     answers = {}
     for name in ("fp32", mode):
         qa = VideoQA.load("demo", device="cpu", cache=False, precision=name)
@@ -227,9 +244,14 @@ def test_half_modes_agree_with_fp32_on_the_trained_demo_model(mode):
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-@pytest.mark.parametrize("command", [["answer", "v.mp4", "-q", "q", "-o", "a", "-o", "b"],
-                                     ["eval", "--annotations", "a.jsonl", "--videos", "v", "--output", "o.jsonl"],
-                                     ["demo"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["answer", "v.mp4", "-q", "q", "-o", "a", "-o", "b"],
+        ["eval", "--annotations", "a.jsonl", "--videos", "v", "--output", "o.jsonl"],
+        ["demo"],
+    ],
+)
 def test_precision_option_is_parsed_by_every_command(command):
     parser = cli.build_parser()
     assert parser.parse_args(command).precision is None  # the device's default
@@ -253,14 +275,31 @@ def test_precision_option_reaches_the_loaded_model(monkeypatch, tmp_path, capsys
 
     annotations = tmp_path / "a.jsonl"
     annotations.write_text("")
-    args = ["eval", "--model", "demo", "--annotations", str(annotations), "--videos", str(tmp_path),
-            "--output", str(tmp_path / "o"), "--no-progress", "--no-cache", "--precision", "bf16", "--device", "cpu"]
+    args = [
+        "eval",
+        "--model",
+        "demo",
+        "--annotations",
+        str(annotations),
+        "--videos",
+        str(tmp_path),
+        "--output",
+        str(tmp_path / "o"),
+        "--no-progress",
+        "--no-cache",
+        "--precision",
+        "bf16",
+        "--device",
+        "cpu",
+    ]
     cli.main(args)
     capsys.readouterr()
     assert loaded[1] == Precision.named("bf16", "cpu")
 
 
-@pytest.mark.parametrize("command", [["demo"], ["answer", "missing.mp4", "--model", "demo", "-q", "q", "-o", "a", "-o", "b"]])
+@pytest.mark.parametrize(
+    "command", [["demo"], ["answer", "missing.mp4", "--model", "demo", "-q", "q", "-o", "a", "-o", "b"]]
+)
 def test_bad_precision_names_are_one_line_errors(command, capsys):
     assert cli.main([*command, "--precision", "fp8"]) == 2
     err = capsys.readouterr().err.strip()

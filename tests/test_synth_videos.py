@@ -159,7 +159,7 @@ def test_event_shapes_show_during_their_event_only(world, frames):
 
 def test_evidence_frames_show_the_answer(world, frames):
     for v in world:
-        for i, q in enumerate(v.questions):
+        for q in v.questions:
             answer = q.options[q.answer]
             event = _asked_event(v, q.type)
             for first, last in q.evidence:
@@ -211,8 +211,8 @@ def _centroid(frame: np.ndarray, event: Move) -> np.ndarray:
 
 def test_moment_frame_labels_mark_the_event(out, world, frames):
     """The localizer's pre-training labels (32 uniform frames, windows in seconds) fall on the event's frames."""
-    for v, moment, event in ((v, m, e) for v in world for m, e in zip(v.moment_records(), v.scene.events)):
-        clip = load_video(out / "videos" / f"{v.name}.mp4", 32, image_size=SIZE)
+    for video, moment, event in ((v, m, e) for v in world for m, e in zip(v.moment_records(), v.scene.events)):
+        clip = load_video(out / "videos" / f"{video.name}.mp4", 32, image_size=SIZE)
         labels = frame_labels(clip.timestamps, moment.relevant_windows)
         assert [k for k, yes in zip(clip.indices, labels) if yes] == [
             k for k in clip.indices if event.first <= k <= event.last

@@ -12,7 +12,7 @@ from sevila.data.targets import record_prompts
 from sevila.video import sample_indices
 from sevila_toy.synth import QUESTION_TYPES, plan_world, split_videos, world_vocabulary
 from sevila_toy.synth.balance import Deck
-from sevila_toy.synth.world import COLOURS, NUM_FRAMES, SHAPES, FPS
+from sevila_toy.synth.world import COLOURS, FPS, NUM_FRAMES, SHAPES
 
 pytestmark = pytest.mark.toy
 

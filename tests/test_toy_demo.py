@@ -103,8 +103,9 @@ def test_frame_facts_name_what_is_visible_and_vision_pretraining_trains_the_vit_
     model = SeViLA(toy_config(), tokenizer=toy_tokenizer())
     t5 = {k: v.clone() for k, v in model.language_model.state_dict().items()}
     vit = {k: v.clone() for k, v in model.vision.state_dict().items()}
-    losses, accuracy = pretrain_vision(model, steps=3, batch_size=4, progress=False, scenes_per_draw=6,
-                                       steps_per_draw=2, check_frames=70)
+    losses, accuracy = pretrain_vision(
+        model, steps=3, batch_size=4, progress=False, scenes_per_draw=6, steps_per_draw=2, check_frames=70
+    )
     assert len(losses) == 3 and all(np.isfinite(losses))
     assert set(accuracy) == set(FACTS) and all(0 <= a <= 100 for a in accuracy.values())
     assert any(not torch.equal(v, model.vision.state_dict()[k]) for k, v in vit.items())
@@ -162,8 +163,9 @@ def test_text_option_tasks_look_up_options_both_ways():
     tokenizer = toy_tokenizer()  # every word of these tasks is one piece of the toy vocabulary
     for task in reverse[:5] + forward[:5]:
         pieces = tokenizer.convert_ids_to_tokens(tokenizer(task.prompt).input_ids)
-        assert all(len(piece.lstrip("▁")) > 1 or piece in ("▁A", "▁B", "▁C", "▁D", "▁E", ":", "?", "</s>")
-                   for piece in pieces), pieces
+        assert all(
+            len(piece.lstrip("▁")) > 1 or piece in ("▁A", "▁B", "▁C", "▁D", "▁E", ":", "?", "</s>") for piece in pieces
+        ), pieces
 
 
 def test_language_pretraining_trains_t5_alone_and_stops_at_mastery(monkeypatch):
@@ -183,10 +185,12 @@ def test_language_pretraining_trains_t5_alone_and_stops_at_mastery(monkeypatch):
     # check with five options.
     checked = []
     monkeypatch.setattr(text_tasks, "STEPS_PER_EXTRA_OPTION", 1)
-    monkeypatch.setattr(backbone, "option_lookup_accuracy",
-                        lambda model, options, count, seed: checked.append(options) or 100.0)
-    losses, accuracy = backbone.pretrain_language_model(model, max_steps=50, batch_size=4, check_every=2,
-                                                        progress=False)
+    monkeypatch.setattr(
+        backbone, "option_lookup_accuracy", lambda model, options, count, seed: checked.append(options) or 100.0
+    )
+    losses, accuracy = backbone.pretrain_language_model(
+        model, max_steps=50, batch_size=4, check_every=2, progress=False
+    )
     assert checked == [3, 5] and len(losses) == 4 and accuracy == 100.0 and all(np.isfinite(losses))
     assert all(torch.equal(v, model.vision.state_dict()[k]) for k, v in vision.items())
     assert any(not torch.equal(v, model.language_model.state_dict()[k]) for k, v in t5.items())
@@ -195,8 +199,9 @@ def test_language_pretraining_trains_t5_alone_and_stops_at_mastery(monkeypatch):
     results = iter([25.0] * 3 + [95.0] * 2)
     monkeypatch.setattr(backbone, "option_lookup_accuracy", lambda model, options, count, seed: next(results))
     first = model.language_model
-    tried = backbone.pretrain_language_model_with_restarts(model, [5, 6, 7], max_steps=6, batch_size=2,
-                                                           check_every=2, progress=False)
+    tried = backbone.pretrain_language_model_with_restarts(
+        model, [5, 6, 7], max_steps=6, batch_size=2, check_every=2, progress=False
+    )
     assert tried == {5: {"steps": 6, "lookup_among_five": 25.0}, 6: {"steps": 4, "lookup_among_five": 95.0}}
     assert model.language_model is not first
     monkeypatch.undo()
@@ -388,8 +393,20 @@ def test_the_self_refinement_diagnosis_runs_on_a_finished_seed(serial_build, tmp
     import sys
 
     capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["diagnose_self_refinement", str(serial_build / "seed0"),
-                                      "--out", str(tmp_path / "d"), "--lrs", "1e-4", "--threads", "1"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "diagnose_self_refinement",
+            str(serial_build / "seed0"),
+            "--out",
+            str(tmp_path / "d"),
+            "--lrs",
+            "1e-4",
+            "--threads",
+            "1",
+        ],
+    )
     threads = torch.get_num_threads()
     try:
         runpy.run_module("benchmarks.diagnose_self_refinement", run_name="__main__")

@@ -63,8 +63,17 @@ def test_original_hyperparameters_of_the_nextqa_scripts():
 def test_overrides_are_dotted_and_typed(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(minimal()))
-    config = load_config(path, ["epochs=3", "optim.lr=3e-5", "data.num_workers=0", "uniform_frames=true",
-                                "optim.max_grad_norm=1", "resume=runs/x/checkpoint"])
+    config = load_config(
+        path,
+        [
+            "epochs=3",
+            "optim.lr=3e-5",
+            "data.num_workers=0",
+            "uniform_frames=true",
+            "optim.max_grad_norm=1",
+            "resume=runs/x/checkpoint",
+        ],
+    )
     assert (config.epochs, config.optim.lr, config.data.num_workers) == (3, 3e-5, 0)
     assert config.uniform_frames is True and config.optim.max_grad_norm == 1.0
     assert config.resume == "runs/x/checkpoint"

@@ -35,8 +35,18 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "sevila.cli", "train", str(path)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "sevila.cli",
+        "train",
+        str(path),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -54,8 +64,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     diff = max(float((two[k] - one[k]).abs().max()) for k in one if k not in noise)
     noise_diff = max(float((two[k] - one[k]).abs().max()) for k in noise)
     moved = max(float((one[k] - start[k]).abs().max()) for k in one)
-    print(f"\nmax |two processes - one process|: {diff:.3g} over trained weights ({noise_diff:.3g} on the "
-          f"zero-gradient key biases); training moved weights by up to {moved:.3g}")
+    print(
+        f"\nmax |two processes - one process|: {diff:.3g} over trained weights ({noise_diff:.3g} on the "
+        f"zero-gradient key biases); training moved weights by up to {moved:.3g}"
+    )
     assert diff < 1e-6 and moved > 1e-3
     ddp_lines, one_lines = read_metrics(tmp_path / "ddp"), read_metrics(tmp_path / "one")
     assert [m["step"] for m in ddp_lines] == [m["step"] for m in one_lines]

@@ -60,8 +60,9 @@ def loss_lines(run_dir):
 
 
 def test_pretrain_localizer_through_the_cli(world, tmp_path):
-    config = run_config("pretrain-localizer", world["model"], world["videos"], world["moment"], tmp_path / "run",
-                        tensorboard=True)
+    config = run_config(
+        "pretrain-localizer", world["model"], world["videos"], world["moment"], tmp_path / "run", tensorboard=True
+    )
     path = tmp_path / "pretrain.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["train", str(path)]) == 0
@@ -85,12 +86,30 @@ def test_finetune_answerer_on_localizer_keyframes(world, tmp_path):
 
 def test_finetune_answerer_on_uniform_frames_skips_unreadable_videos(world, tmp_path):
     train_path = tmp_path / "train.jsonl"
-    broken = QARecord(qid="CW_missing_0", video="no-such-video", dataset="nextqa", question="why?",
-                      options=["a.", "b.", "c.", "d.", "e."], answer=0)
+    broken = QARecord(
+        qid="CW_missing_0",
+        video="no-such-video",
+        dataset="nextqa",
+        question="why?",
+        options=["a.", "b.", "c.", "d.", "e."],
+        answer=0,
+    )
     write_records(train_path, qa_records(3, "t") + [broken])
     splits = (train_path, world["qa"][1])
-    result = train(tiny_run("finetune-answerer", world["model"], world["videos"], splits, tmp_path / "run",
-                            uniform_frames=True, batch_size=1, epochs=1, data__train_frames=2, data__eval_frames=2))
+    result = train(
+        tiny_run(
+            "finetune-answerer",
+            world["model"],
+            world["videos"],
+            splits,
+            tmp_path / "run",
+            uniform_frames=True,
+            batch_size=1,
+            epochs=1,
+            data__train_frames=2,
+            data__eval_frames=2,
+        )
+    )
     check_best(result, world, "answerer")
     lines = read_metrics(tmp_path / "run")
     assert lines[-1]["skipped_batches"] == 1  # one batch held only the missing video
@@ -119,19 +138,28 @@ def test_resumed_run_ends_with_exactly_the_uninterrupted_weights(world, tmp_path
     """Mid-epoch kill (no checkpoint at the kill) and resume: bitwise the same weights and losses, with
     dropout, random frame sampling and crops, and gradient accumulation all active."""
     splits = write_splits(tmp_path, "qa", train=12, val=2)
-    common = dict(batch_size=1, grad_accum_steps=2, epochs=2, data__train_frames=3, num_keyframes=2,
-                  checkpoint_every_steps=4, log_every_steps=3)
+    common = dict(
+        batch_size=1,
+        grad_accum_steps=2,
+        epochs=2,
+        data__train_frames=3,
+        num_keyframes=2,
+        checkpoint_every_steps=4,
+        log_every_steps=3,
+    )
     full = train(tiny_run("finetune-answerer", world["model"], world["videos"], splits, tmp_path / "full", **common))
 
-    killed = tiny_run("finetune-answerer", world["model"], world["videos"], splits, tmp_path / "killed",
-                      stop_after_steps=5, **common)
+    killed = tiny_run(
+        "finetune-answerer", world["model"], world["videos"], splits, tmp_path / "killed", stop_after_steps=5, **common
+    )
     assert train(killed).stopped  # 6 optimizer steps per epoch: killed at step 5, last checkpoint at step 4
     state = json.loads((tmp_path / "killed" / "checkpoint" / "state.json").read_text())
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 4, 4)
     with pytest.raises(ValueError, match="already holds a run"):
         train(killed)
-    resumed = tiny_run("finetune-answerer", world["model"], world["videos"], splits, tmp_path / "killed",
-                       resume=True, **common)
+    resumed = tiny_run(
+        "finetune-answerer", world["model"], world["videos"], splits, tmp_path / "killed", resume=True, **common
+    )
     result = train(resumed)
     assert result.rounds[-1].global_step == 12
 
@@ -150,16 +178,35 @@ def test_resumed_run_ends_with_exactly_the_uninterrupted_weights(world, tmp_path
 
 
 def test_resume_refuses_a_changed_batch_layout(world, tmp_path):
-    run = tiny_run("pretrain-localizer", world["model"], world["videos"], world["moment"], tmp_path / "run",
-                   epochs=1, stop_after_steps=1, checkpoint_every_steps=1)
+    run = tiny_run(
+        "pretrain-localizer",
+        world["model"],
+        world["videos"],
+        world["moment"],
+        tmp_path / "run",
+        epochs=1,
+        stop_after_steps=1,
+        checkpoint_every_steps=1,
+    )
     assert train(run).stopped
-    changed = tiny_run("pretrain-localizer", world["model"], world["videos"], world["moment"], tmp_path / "run",
-                       epochs=1, batch_size=1, resume=True)
+    changed = tiny_run(
+        "pretrain-localizer",
+        world["model"],
+        world["videos"],
+        world["moment"],
+        tmp_path / "run",
+        epochs=1,
+        batch_size=1,
+        resume=True,
+    )
     with pytest.raises(ValueError, match="batch_size=2"):
         train(changed)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
-        train(tiny_run("pretrain-localizer", world["model"], world["videos"], world["moment"], tmp_path / "new",
-                       resume=True))
+        train(
+            tiny_run(
+                "pretrain-localizer", world["model"], world["videos"], world["moment"], tmp_path / "new", resume=True
+            )
+        )
 
 
 def test_records_of_the_wrong_kind_are_refused_before_any_training(world, tmp_path):
@@ -172,11 +219,21 @@ def test_cached_vit_states_train_like_encoding_every_step(world, tmp_path, caplo
     """cache_vision_states (whole frames, data.augment false) gives the losses and weights of a run that
     encodes every frame anew, up to summation order."""
     common = dict(data__augment=False, epochs=2)
-    plain = train(tiny_run("finetune-answerer", world["model"], world["videos"], world["qa"], tmp_path / "plain",
-                           **common))
+    plain = train(
+        tiny_run("finetune-answerer", world["model"], world["videos"], world["qa"], tmp_path / "plain", **common)
+    )
     with caplog.at_level(logging.INFO, logger="sevila.train.loop"):
-        cached = train(tiny_run("finetune-answerer", world["model"], world["videos"], world["qa"],
-                                tmp_path / "cached", cache_vision_states=True, **common))
+        cached = train(
+            tiny_run(
+                "finetune-answerer",
+                world["model"],
+                world["videos"],
+                world["qa"],
+                tmp_path / "cached",
+                cache_vision_states=True,
+                **common,
+            )
+        )
     reused = re.search(r"ViT states: (\d+) frames reused, (\d+) encoded", caplog.text)
     assert reused and int(reused[1]) > 0  # validation's uniform frames come back every epoch at least
     losses = [[m["loss"] for m in loss_lines(run.run_dir)] for run in (plain, cached)]

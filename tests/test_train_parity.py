@@ -31,14 +31,24 @@ def fixture_batch(parity, name: str) -> dict:
     if name == "train_qvh":
         records = parity.qvh_records
         prompts = {"loc_prompt": parity.qvh_prompts, "qa_prompt": [""] * len(records)}
-        extra = {"frame_labels": parity.qvh_frame_labels(n), "answer": torch.full((len(records),), -1),
-                 "num_options": [None] * len(records)}
+        extra = {
+            "frame_labels": parity.qvh_frame_labels(n),
+            "answer": torch.full((len(records),), -1),
+            "num_options": [None] * len(records),
+        }
     else:
         records, prompts = parity.qa_records, {"loc_prompt": parity.loc_prompts, "qa_prompt": parity.qa_prompts}
-        extra = {"answer": parity.answers, "num_options": [r["num_option"] for r in records],
-                 "frame_labels": [None] * len(records)}
-    return {"qid": [str(r.get("qid", i)) for i, r in enumerate(records)], "frames": parity.frames(n, len(records)),
-            **prompts, **extra}
+        extra = {
+            "answer": parity.answers,
+            "num_options": [r["num_option"] for r in records],
+            "frame_labels": [None] * len(records),
+        }
+    return {
+        "qid": [str(r.get("qid", i)) for i, r in enumerate(records)],
+        "frames": parity.frames(n, len(records)),
+        **prompts,
+        **extra,
+    }
 
 
 @pytest.mark.parity
@@ -83,12 +93,20 @@ def test_mixed_option_counts_give_the_token_mean_of_one_call():
     model = tiny_model(seed=6)
     frames = random_frames(3, 4, model.config)
     batch = {
-        "frames": frames, "answer": torch.tensor([1, 3, 0]), "num_options": [4, 5, 4], "qid": ["a", "b", "c"],
+        "frames": frames,
+        "answer": torch.tensor([1, 3, 0]),
+        "num_options": [4, 5, 4],
+        "qid": ["a", "b", "c"],
         "qa_prompt": [prompts.qa_prompt(QUESTION, OPTIONS[:n]) for n in (4, 5, 4)],
     }
-    mixed = by_option_count(batch, lambda part, n: model.answerer_loss_uniform(
-        part["frames"], part["qa_prompt"], part["answer"], n).loss)
+    mixed = by_option_count(
+        batch, lambda part, n: model.answerer_loss_uniform(part["frames"], part["qa_prompt"], part["answer"], n).loss
+    )
     # The same token-mean by hand: per-row sums of token losses over all 9 label tokens.
-    rows = [model.answerer_loss_uniform(frames[i : i + 1], batch["qa_prompt"][i : i + 1], batch["answer"][i : i + 1],
-                                        n).loss for i, n in enumerate((4, 5, 4))]
+    rows = [
+        model.answerer_loss_uniform(
+            frames[i : i + 1], batch["qa_prompt"][i : i + 1], batch["answer"][i : i + 1], n
+        ).loss
+        for i, n in enumerate((4, 5, 4))
+    ]
     torch.testing.assert_close(mixed, sum(rows) / 3)

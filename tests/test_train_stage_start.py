@@ -60,11 +60,15 @@ def blip2_localizer(state: dict[str, torch.Tensor], key: str) -> torch.Tensor:
     """The BLIP-2 tensor the original's load_qformer_loc puts in a localizer key: ln_vision (transformers'
     post_layernorm) -> ln_vision_loc, query_tokens -> query_tokens_loc, Qformer -> Qformer_loc, t5_proj
     (language_projection) -> t5_proj_loc; spelled out here rather than through the converter under test."""
-    rest = key[len("localizer."):]
-    for ours, theirs in (("layernorm.", "vision_model.post_layernorm."), ("projection.", "language_projection."),
-                         ("qformer.", "qformer."), ("query_tokens", "query_tokens")):
+    rest = key[len("localizer.") :]
+    for ours, theirs in (
+        ("layernorm.", "vision_model.post_layernorm."),
+        ("projection.", "language_projection."),
+        ("qformer.", "qformer."),
+        ("query_tokens", "query_tokens"),
+    ):
         if rest.startswith(ours):
-            return state[theirs + rest[len(ours):]]
+            return state[theirs + rest[len(ours) :]]
     raise AssertionError(f"unexpected localizer key {key}")
 
 
@@ -102,9 +106,11 @@ def test_a_hub_blip2_is_fetched_without_its_vit_and_t5_shards(world, tmp_path, m
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(revision)
     state = world["blip2_state"]
-    shards = {"model-00001-of-00003.safetensors": lambda k: k.startswith("vision_model.") and "post_layernorm" not in k,
-              "model-00002-of-00003.safetensors": lambda k: k.startswith("language_model."),
-              "model-00003-of-00003.safetensors": lambda k: True}
+    shards = {
+        "model-00001-of-00003.safetensors": lambda k: k.startswith("vision_model.") and "post_layernorm" not in k,
+        "model-00002-of-00003.safetensors": lambda k: k.startswith("language_model."),
+        "model-00003-of-00003.safetensors": lambda k: True,
+    }
     weight_map, left = {}, dict(state)
     for name, belongs in shards.items():
         part = {k: v for k, v in left.items() if belongs(k)}
@@ -132,8 +138,19 @@ def test_a_hub_blip2_is_fetched_without_its_vit_and_t5_shards(world, tmp_path, m
 def test_refine_run_trains_from_blip2_localizer_and_keeps_the_answerer(world, tmp_path):
     """End to end: a near-zero learning rate leaves best/ as the run's starting point."""
     run = tmp_path / "run"
-    result = train(tiny_run("refine-localizer", world["model"], world["videos"], world["qa"], run, epochs=1,
-                            rounds=2, localizer_init=f"blip2 {world['blip2']}", optim__lr=1e-30))
+    result = train(
+        tiny_run(
+            "refine-localizer",
+            world["model"],
+            world["videos"],
+            world["qa"],
+            run,
+            epochs=1,
+            rounds=2,
+            localizer_init=f"blip2 {world['blip2']}",
+            optim__lr=1e-30,
+        )
+    )
     start = weights(SeViLA.from_pretrained(world["model"]))
     for round_dir in ("round-1", "round-2"):
         best = weights(SeViLA.from_pretrained(run / round_dir / "best"))
@@ -149,8 +166,16 @@ def test_refine_run_trains_from_blip2_localizer_and_keeps_the_answerer(world, tm
 
 
 def test_localizer_init_model_keeps_the_checkpoints_localizer(world, tmp_path):
-    config = tiny_run("refine-localizer", world["model"], world["videos"], world["qa"], tmp_path / "run", epochs=1,
-                      localizer_init="model", optim__lr=1e-30)
+    config = tiny_run(
+        "refine-localizer",
+        world["model"],
+        world["videos"],
+        world["qa"],
+        tmp_path / "run",
+        epochs=1,
+        localizer_init="model",
+        optim__lr=1e-30,
+    )
     result = train(config)
     best = weights(SeViLA.from_pretrained(result.best_dir))
     start = weights(SeViLA.from_pretrained(world["model"]))
@@ -166,7 +191,8 @@ def test_shipped_configs_start_and_select_as_the_original_scripts():
         assert config.localizer_from == ("Salesforce/blip2-flan-t5-xl" if refine else None), path
         star = path.parent.name == "star"
         expected = {"pretrain-localizer": "val_top1_frame_hit"}.get(
-            config.stage, "val_star_mean_type_accuracy" if star else "val_qa_accuracy")
+            config.stage, "val_star_mean_type_accuracy" if star else "val_qa_accuracy"
+        )
         assert config.selection_metric == expected, path
     keep = load_config(CONFIG_DIR / "nextqa" / "refine-localizer.yaml", ["localizer_init=model"])
     assert keep.localizer_from is None
@@ -176,8 +202,18 @@ def test_shipped_configs_start_and_select_as_the_original_scripts():
 
 def star_world(root: Path) -> tuple[Path, Path]:
     """QA train records and a STAR-typed validation split (qid prefix = type, as STAR's question ids)."""
-    val = [QARecord(qid=f"{qtype}_T{i}", video="v0", dataset="star", question=QUESTION, options=OPTIONS[:4],
-                    answer=0, question_type=qtype) for i, qtype in enumerate(STAR_VAL)]
+    val = [
+        QARecord(
+            qid=f"{qtype}_T{i}",
+            video="v0",
+            dataset="star",
+            question=QUESTION,
+            options=OPTIONS[:4],
+            answer=0,
+            question_type=qtype,
+        )
+        for i, qtype in enumerate(STAR_VAL)
+    ]
     write_records(root / "star-val.jsonl", val)
     return write_splits(root, "qa", train=4, val=2)[0], root / "star-val.jsonl"
 
@@ -197,8 +233,19 @@ def test_star_keeps_the_epoch_with_the_best_type_mean(world, tmp_path, monkeypat
     monkeypatch.setattr(SeViLA, "predict", scripted_predict)
     splits = star_world(tmp_path)
     run = tmp_path / "run"
-    result = train(tiny_run("finetune-answerer", world["model"], world["videos"], splits, run, epochs=2,
-                            eval_batch_size=len(STAR_VAL), uniform_frames=True, select_by=select_by))
+    result = train(
+        tiny_run(
+            "finetune-answerer",
+            world["model"],
+            world["videos"],
+            splits,
+            run,
+            epochs=2,
+            eval_batch_size=len(STAR_VAL),
+            uniform_frames=True,
+            select_by=select_by,
+        )
+    )
     assert calls == [len(STAR_VAL), len(STAR_VAL)]
     epochs = [m for m in read_metrics(run) if "val_qa_accuracy" in m]
     assert [m["val_qa_accuracy"] for m in epochs] == pytest.approx([4 / 7, 3 / 7])
@@ -209,8 +256,14 @@ def test_star_keeps_the_epoch_with_the_best_type_mean(world, tmp_path, monkeypat
 
 
 def test_star_selection_refuses_a_validation_split_without_the_four_types(world, tmp_path, capsys):
-    config = run_config("finetune-answerer", world["model"], world["videos"], world["qa"], tmp_path / "run",
-                        select_by="val_star_mean_type_accuracy")
+    config = run_config(
+        "finetune-answerer",
+        world["model"],
+        world["videos"],
+        world["qa"],
+        tmp_path / "run",
+        select_by="val_star_mean_type_accuracy",
+    )
     path = tmp_path / "star.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["train", str(path)]) == 2
@@ -222,8 +275,14 @@ def test_star_selection_refuses_a_validation_split_without_the_four_types(world,
 
 
 def test_a_localizer_init_that_is_no_blip2_fails_in_one_line(world, tmp_path, capsys):
-    config = run_config("refine-localizer", world["model"], world["videos"], world["qa"], tmp_path / "run",
-                        localizer_init=f"blip2 {world['model']}")  # a SeViLA directory, not a BLIP-2
+    config = run_config(
+        "refine-localizer",
+        world["model"],
+        world["videos"],
+        world["qa"],
+        tmp_path / "run",
+        localizer_init=f"blip2 {world['model']}",
+    )  # a SeViLA directory, not a BLIP-2
     path = tmp_path / "refine.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["train", str(path)]) == 2
@@ -238,19 +297,32 @@ def test_a_localizer_init_that_is_no_blip2_fails_in_one_line(world, tmp_path, ca
         ({"localizer_init": "blip-2 Salesforce/blip2-flan-t5-xl"}, "localizer_init", "expected 'model'"),
         ({"localizer_init": "blip2"}, "localizer_init", "'blip2 <hub id or directory>'"),
         ({"localizer_init": "blip2 /no/such/blip2"}, "localizer_init", "neither a directory nor"),
-        ({"model": None, "init": "blip2 Salesforce/blip2-flan-t5-xl", "localizer_init": "blip2 Salesforce/b"},
-         "localizer_init", "'init' already"),
+        (
+            {"model": None, "init": "blip2 Salesforce/blip2-flan-t5-xl", "localizer_init": "blip2 Salesforce/b"},
+            "localizer_init",
+            "'init' already",
+        ),
         ({"select_by": "val_top1_frame_hit"}, "select_by", "refine-localizer selects its best epoch by"),
-        ({"stage": "pretrain-localizer", "select_by": "val_star_mean_type_accuracy"}, "select_by",
-         "pretrain-localizer selects its best epoch by val_top1_frame_hit"),
+        (
+            {"stage": "pretrain-localizer", "select_by": "val_star_mean_type_accuracy"},
+            "select_by",
+            "pretrain-localizer selects its best epoch by val_top1_frame_hit",
+        ),
         ({"select_by": "star"}, "select_by", "'val_star_mean_type_accuracy'"),
     ],
 )
 def test_bad_start_and_selection_options_name_the_key(tmp_path, change, key, words):
-    data = {"stage": "refine-localizer", "model": "some/model", "output_dir": "runs/x", "epochs": 1,
-            "batch_size": 2, "eval_batch_size": 2, "num_keyframes": 2,
-            "data": {"train": "t", "val": "v", "video_root": "r", "train_frames": 4, "eval_frames": 4},
-            "optim": {"lr": 1e-4}}
+    data = {
+        "stage": "refine-localizer",
+        "model": "some/model",
+        "output_dir": "runs/x",
+        "epochs": 1,
+        "batch_size": 2,
+        "eval_batch_size": 2,
+        "num_keyframes": 2,
+        "data": {"train": "t", "val": "v", "video_root": "r", "train_frames": 4, "eval_frames": 4},
+        "optim": {"lr": 1e-4},
+    }
     data.update(change)
     with pytest.raises(ConfigError) as info:
         config_from_dict(data)

@@ -253,14 +253,28 @@ def tiny_config() -> SeViLAConfig:
     """A few-hundred-thousand-parameter model of the same structure, for tests."""
     return SeViLAConfig(
         vision=VisionConfig(
-            image_size=56, patch_size=14, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
+            image_size=56,
+            patch_size=14,
+            hidden_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
             intermediate_size=209,
         ),
         qformer=QFormerConfig(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_query_tokens=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            num_query_tokens=16,
         ),
         language_model=LanguageModelConfig(
-            vocab_size=4416, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
+            vocab_size=4416,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_decoder_layers=2,
+            num_heads=4,
         ),
         num_frames=8,
         num_keyframes=4,
@@ -271,14 +285,28 @@ def mid_config() -> SeViLAConfig:
     """A mid-size model (tens of millions of parameters) for benchmarks on a CPU."""
     return SeViLAConfig(
         vision=VisionConfig(
-            image_size=224, patch_size=14, hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
+            image_size=224,
+            patch_size=14,
+            hidden_size=384,
+            num_hidden_layers=6,
+            num_attention_heads=6,
             intermediate_size=1536,
         ),
         qformer=QFormerConfig(
-            hidden_size=384, num_hidden_layers=4, num_attention_heads=6, intermediate_size=1536, num_query_tokens=32,
+            hidden_size=384,
+            num_hidden_layers=4,
+            num_attention_heads=6,
+            intermediate_size=1536,
+            num_query_tokens=32,
         ),
         language_model=LanguageModelConfig(
-            vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=6, num_decoder_layers=6, num_heads=8,
+            vocab_size=32128,
+            d_model=512,
+            d_kv=64,
+            d_ff=1024,
+            num_layers=6,
+            num_decoder_layers=6,
+            num_heads=8,
         ),
     )
 

@@ -171,8 +171,13 @@ def encode_video(
     image_size = model.config.vision.image_size
     key = None
     if cache is not None:
-        sampling = {"num_frames": num_frames, "clip": list(clip) if clip else None, "image_size": image_size,
-                    "backend": backend, "rule": "uniform"}
+        sampling = {
+            "num_frames": num_frames,
+            "clip": list(clip) if clip else None,
+            "image_size": image_size,
+            "backend": backend,
+            "rule": "uniform",
+        }
         try:
             video_hash = file_fingerprint(path)
         except OSError as err:  # missing or unreadable: the same error the decoder would give

@@ -68,8 +68,9 @@ def localize_features(model: SeViLA, video: VideoFeatures, query: str) -> FrameS
     if not isinstance(query, str) or not query.strip():
         raise ValueError("the query is empty")
     with torch.no_grad():
-        yes_no = model.frame_scores(video.features.localizer.to(model.device),
-                                    [prompts.qvhighlights_loc_prompt(query)], with_no=True)[0]
+        yes_no = model.frame_scores(
+            video.features.localizer.to(model.device), [prompts.qvhighlights_loc_prompt(query)], with_no=True
+        )[0]
     return FrameScores(yes_no[:, 0].tolist(), torch.sigmoid(yes_no[:, 0] - yes_no[:, 1]).tolist())
 
 
@@ -99,7 +100,9 @@ class QuestionItem:
     loc_prompt: str
 
 
-def answer_batch(model: SeViLA, items: Sequence[QuestionItem], num_keyframes: int, use_localizer: bool = True) -> list[Answer]:
+def answer_batch(
+    model: SeViLA, items: Sequence[QuestionItem], num_keyframes: int, use_localizer: bool = True
+) -> list[Answer]:
     """Chained inference on a batch of questions (about one or several videos) in as few T5 passes as possible:
     one per option count, since a batch shares its option-letter ids."""
     letters = prompts.OPTION_LETTERS
@@ -111,9 +114,12 @@ def answer_batch(model: SeViLA, items: Sequence[QuestionItem], num_keyframes: in
         )
         with torch.no_grad():
             out = model.predict(
-                features, [items[i].qa_prompt for i in members], count,
+                features,
+                [items[i].qa_prompt for i in members],
+                count,
                 [items[i].loc_prompt for i in members] if use_localizer else None,
-                num_keyframes=num_keyframes, use_localizer=use_localizer,
+                num_keyframes=num_keyframes,
+                use_localizer=use_localizer,
             )
         for row, i in enumerate(members):
             item, index = items[i], int(out.prediction[row])
@@ -162,7 +168,9 @@ class VideoQA:
         self.cache = cache
         self.backend = backend
         if prompt_style not in prompts.PROMPT_STYLES or prompt_style == "qvhighlights":
-            raise ValueError(f"unknown prompt style {prompt_style!r}; choose one of {prompts.PROMPT_STYLES[:-2]} or 'demo'")
+            raise ValueError(
+                f"unknown prompt style {prompt_style!r}; choose one of {prompts.PROMPT_STYLES[:-2]} or 'demo'"
+            )
         self.prompt_style = prompt_style
 
     @classmethod
@@ -187,8 +195,9 @@ class VideoQA:
         return cls(model, cache=cache or None, **kwargs)
 
     # ------------------------------------------------------------------ video side
-    def features(self, video: str | Path, num_frames: int | None = None,
-                 clip: tuple[float, float] | None = None) -> VideoFeatures:
+    def features(
+        self, video: str | Path, num_frames: int | None = None, clip: tuple[float, float] | None = None
+    ) -> VideoFeatures:
         return encode_video(self.model, video, num_frames or self.num_frames, clip, self.backend, self.cache)
 
     # ------------------------------------------------------------------ moments
@@ -206,10 +215,21 @@ class VideoQA:
         bridging gaps of up to ``span_threshold`` frames (the rule: `sevila.moments`)."""
         encoded = video if isinstance(video, VideoFeatures) else self.features(video, num_frames, clip)
         scores = localize_features(self.model, encoded, query)
-        moments = frame_scores_to_moments(encoded.timestamps, scores.probabilities, encoded.duration,
-                                          threshold=threshold, span_threshold=span_threshold)
-        return Localization(query, list(encoded.timestamps), list(encoded.indices), scores.logits,
-                            scores.probabilities, [tuple(m) for m in moments])
+        moments = frame_scores_to_moments(
+            encoded.timestamps,
+            scores.probabilities,
+            encoded.duration,
+            threshold=threshold,
+            span_threshold=span_threshold,
+        )
+        return Localization(
+            query,
+            list(encoded.timestamps),
+            list(encoded.indices),
+            scores.logits,
+            scores.probabilities,
+            [tuple(m) for m in moments],
+        )
 
     # ------------------------------------------------------------------ questions
     def predict(
@@ -225,7 +245,11 @@ class VideoQA:
     ) -> Answer:
         """Answer one multiple-choice question about ``video`` (a path, or features from `features`)."""
         return self.predict_many(
-            video, [(question, options)], num_frames=num_frames, num_keyframes=num_keyframes, clip=clip,
+            video,
+            [(question, options)],
+            num_frames=num_frames,
+            num_keyframes=num_keyframes,
+            clip=clip,
             use_localizer=use_localizer,
         )[0]
 

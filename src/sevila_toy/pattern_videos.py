@@ -84,8 +84,15 @@ def write_video(
     else:  # e.g. FFmpeg's own mpeg4 encoder: finest quantiser, so grey levels survive
         options = {"qmin": "1", "qmax": "2"}
     return write_mp4(
-        path, (frame_pattern(i, width, height) for i in range(num_frames)), fps, codec=codec,
-        codec_options=options, gop=gop, b_frames=b_frames, frame_times=frame_times, rotation=rotation,
+        path,
+        (frame_pattern(i, width, height) for i in range(num_frames)),
+        fps,
+        codec=codec,
+        codec_options=options,
+        gop=gop,
+        b_frames=b_frames,
+        frame_times=frame_times,
+        rotation=rotation,
         container_options={"movflags": "faststart"} if faststart else None,
     )
 

@@ -35,14 +35,21 @@ def config_from_fixture(raw: dict) -> SeViLAConfig:
     lm_fields = {f for f in LanguageModelConfig.__dataclass_fields__}
     return SeViLAConfig(
         vision=VisionConfig(
-            image_size=v["image_size"], patch_size=v["patch_size"], hidden_size=v["hidden_size"],
-            num_hidden_layers=v["num_hidden_layers"], num_attention_heads=v["num_attention_heads"],
-            intermediate_size=v["intermediate_size"], layer_norm_eps=v["layer_norm_eps"],
+            image_size=v["image_size"],
+            patch_size=v["patch_size"],
+            hidden_size=v["hidden_size"],
+            num_hidden_layers=v["num_hidden_layers"],
+            num_attention_heads=v["num_attention_heads"],
+            intermediate_size=v["intermediate_size"],
+            layer_norm_eps=v["layer_norm_eps"],
         ),
         qformer=QFormerConfig(
-            hidden_size=q["hidden_size"], num_hidden_layers=q["num_hidden_layers"],
-            num_attention_heads=q["num_attention_heads"], intermediate_size=q["intermediate_size"],
-            layer_norm_eps=q["layer_norm_eps"], cross_attention_frequency=q["cross_attention_freq"],
+            hidden_size=q["hidden_size"],
+            num_hidden_layers=q["num_hidden_layers"],
+            num_attention_heads=q["num_attention_heads"],
+            intermediate_size=q["intermediate_size"],
+            layer_norm_eps=q["layer_norm_eps"],
+            cross_attention_frequency=q["cross_attention_freq"],
             num_query_tokens=q["num_query_token"],
         ),
         language_model=LanguageModelConfig(**{k: val for k, val in t.items() if k in lm_fields}),

@@ -58,8 +58,11 @@ def write_tiny_blip2(directory: Path, config: SeViLAConfig, shards: int = 1, see
         num_query_tokens=config.qformer.num_query_tokens,
     )
     model = Blip2ForConditionalGeneration(blip2_config)
-    state = {k: v.detach().clone() + 0.01 * torch.randn_like(v) for k, v in model.state_dict().items()
-             if not k.endswith(("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"))}
+    state = {
+        k: v.detach().clone() + 0.01 * torch.randn_like(v)
+        for k, v in model.state_dict().items()
+        if not k.endswith(("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"))
+    }
     state["language_model.lm_head.weight"] = torch.randn_like(state["language_model.shared.weight"])
     directory.mkdir(parents=True, exist_ok=True)
     blip2_config.save_pretrained(directory)

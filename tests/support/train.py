@@ -51,8 +51,15 @@ def make_videos(root: Path) -> Path:
 
 def qa_records(count: int, prefix: str, options: int = 5) -> list[QARecord]:
     return [
-        QARecord(qid=f"CW_{prefix}_{i}", video=VIDEOS[i % len(VIDEOS)], dataset="nextqa", question=QUESTION,
-                 options=OPTIONS[:options], answer=i % options, question_type="CW")
+        QARecord(
+            qid=f"CW_{prefix}_{i}",
+            video=VIDEOS[i % len(VIDEOS)],
+            dataset="nextqa",
+            question=QUESTION,
+            options=OPTIONS[:options],
+            answer=i % options,
+            question_type="CW",
+        )
         for i in range(count)
     ]
 
@@ -60,8 +67,13 @@ def qa_records(count: int, prefix: str, options: int = 5) -> list[QARecord]:
 def moment_records(count: int, prefix: str) -> list[MomentRecord]:
     duration = FRAMES / FPS
     return [
-        MomentRecord(qid=f"QVHighlight_{prefix}{i}", video=VIDEOS[i % len(VIDEOS)], query="a man walks his dog",
-                     duration=duration, relevant_windows=[[0.25 * (i % 3), 0.25 * (i % 3) + 0.8]])
+        MomentRecord(
+            qid=f"QVHighlight_{prefix}{i}",
+            video=VIDEOS[i % len(VIDEOS)],
+            query="a man walks his dog",
+            duration=duration,
+            relevant_windows=[[0.25 * (i % 3), 0.25 * (i % 3) + 0.8]],
+        )
         for i in range(count)
     ]
 
@@ -87,8 +99,9 @@ def write_splits(root: Path, kind: str, train: int = 8, val: int = 3) -> tuple[P
     return paths
 
 
-def run_config(stage: str, model: Path, videos: Path, splits: tuple[Path, Path], output: Path,
-               **overrides: Any) -> dict[str, Any]:
+def run_config(
+    stage: str, model: Path, videos: Path, splits: tuple[Path, Path], output: Path, **overrides: Any
+) -> dict[str, Any]:
     """A tiny run's config as a dict (nested keys for data/optim given as data__x / optim__x)."""
     config: dict[str, Any] = {
         "stage": stage,
@@ -101,8 +114,15 @@ def run_config(stage: str, model: Path, videos: Path, splits: tuple[Path, Path],
         "log_every_steps": 1,
         "checkpoint_every_steps": 0,
         "tensorboard": False,
-        "data": {"train": str(splits[0]), "val": str(splits[1]), "video_root": str(videos), "train_frames": 4,
-                 "eval_frames": 4, "image_size": 56, "num_workers": 0},
+        "data": {
+            "train": str(splits[0]),
+            "val": str(splits[1]),
+            "video_root": str(videos),
+            "train_frames": 4,
+            "eval_frames": 4,
+            "image_size": 56,
+            "num_workers": 0,
+        },
         "optim": {"lr": 1e-3, "warmup_steps": 2},
     }
     for key, value in overrides.items():

@@ -19,12 +19,21 @@ def register(subparsers) -> None:
     )
     parser.add_argument("video", help="video file")
     parser.add_argument("-q", "--question", required=True, help="the question")
-    parser.add_argument("-o", "--option", dest="options", action="append", required=True,
-                        help="one answer option (repeat for each, 2 to 5)")
+    parser.add_argument(
+        "-o",
+        "--option",
+        dest="options",
+        action="append",
+        required=True,
+        help="one answer option (repeat for each, 2 to 5)",
+    )
     add_model_arguments(parser)
     parser.add_argument("--clip", nargs=2, type=float, metavar=("START", "END"), help="only this window (seconds)")
-    parser.add_argument("--uniform", action="store_true",
-                        help="no localizer: the answerer sees all --frames frames (the paper's baseline)")
+    parser.add_argument(
+        "--uniform",
+        action="store_true",
+        help="no localizer: the answerer sees all --frames frames (the paper's baseline)",
+    )
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.set_defaults(func=run)
 
@@ -32,7 +41,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     qa = load_videoqa(args)
     answer = qa.predict(
-        args.video, args.question, args.options, clip=tuple(args.clip) if args.clip else None,
+        args.video,
+        args.question,
+        args.options,
+        clip=tuple(args.clip) if args.clip else None,
         use_localizer=not args.uniform,
     )
     if args.json:

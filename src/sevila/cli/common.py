@@ -17,18 +17,25 @@ def add_model_arguments(parser: argparse.ArgumentParser, prompt_style: bool = Tr
     add_precision_argument(parser)
     parser.add_argument("--backend", default="pyav", choices=("pyav", "decord", "torchcodec"), help="video decoder")
     if prompt_style:
-        parser.add_argument("--prompt-style", default="nextqa",
-                            help="prompt wording: nextqa (multiple choice, default), vlep or demo")
-    parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: $SEVILA_CACHE_DIR or ~/.cache/sevila/features)")
+        parser.add_argument(
+            "--prompt-style", default="nextqa", help="prompt wording: nextqa (multiple choice, default), vlep or demo"
+        )
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="feature cache folder (default: $SEVILA_CACHE_DIR or ~/.cache/sevila/features)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     # Not argparse `choices`: a bad name is reported by `Precision.named` in the command's one-line error form.
     parser.add_argument(
-        "--precision", default=None, metavar="{reference,bf16,fp32}",
+        "--precision",
+        default=None,
+        metavar="{reference,bf16,fp32}",
         help="numeric precision: reference (the original's fp16 ViT / bf16 T5 mix; default on CUDA), "
-             "bf16 (faster, lighter) or fp32 (default on CPU)",
+        "bf16 (faster, lighter) or fp32 (default on CPU)",
     )
 
 
@@ -41,7 +48,12 @@ def load_videoqa(args: argparse.Namespace):
         raise CommandError(f"no model given: name one with --model ({MODEL_HELP})")
     cache = None if args.no_cache else FeatureCache(args.cache_dir)
     return VideoQA.load(
-        args.model, device=args.device, cache=cache or False, num_frames=args.frames,
-        num_keyframes=args.keyframes, backend=args.backend, prompt_style=getattr(args, "prompt_style", "nextqa"),
+        args.model,
+        device=args.device,
+        cache=cache or False,
+        num_frames=args.frames,
+        num_keyframes=args.keyframes,
+        backend=args.backend,
+        prompt_style=getattr(args, "prompt_style", "nextqa"),
         precision=getattr(args, "precision", None),
     )

@@ -36,9 +36,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("checkpoint", type=Path, help="the original .pth file")
     parser.add_argument(
-        "output_dir", type=Path,
+        "output_dir",
+        type=Path,
         help="directory to write config.json, the weights (model.safetensors or shards with "
-             "model.safetensors.index.json) and tokenizer/",
+        "model.safetensors.index.json) and tokenizer/",
     )
     parser.add_argument("--base", help=f"BLIP-2 hub id or directory providing every other weight (e.g. {BLIP2_HUB_ID})")
     parser.add_argument(
@@ -47,19 +48,22 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--tokenizer", help="without --base: tokenizer hub id or directory (default: the config's)")
     parser.add_argument(
-        "--dtype", choices=("fp32", "bf16", "fp16"),
+        "--dtype",
+        choices=("fp32", "bf16", "fp16"),
         help="store the floating-point weights in this dtype (default: each keeps the dtype it has in its source)",
     )
     parser.add_argument(
-        "--max-shard-size", type=parse_size, default="5GB",
+        "--max-shard-size",
+        type=parse_size,
+        default="5GB",
         help="largest weight file to write (default 5GB; a larger model is split into shards)",
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sevila.convert.lavis import convert_original_checkpoint
     from sevila.config import PRESETS, SeViLAConfig
+    from sevila.convert.lavis import convert_original_checkpoint
     from sevila.model.precision import parse_dtype
 
     config = None
@@ -68,8 +72,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("either --base (a BLIP-2 model) or --config (the model's sizes) is required")
         config = SeViLAConfig.preset(args.config) if args.config in PRESETS else SeViLAConfig.load(args.config)
     report = convert_original_checkpoint(
-        args.checkpoint, args.output_dir, args.base, config, args.tokenizer,
-        dtype=parse_dtype(args.dtype) if args.dtype else None, max_shard_size=args.max_shard_size,
+        args.checkpoint,
+        args.output_dir,
+        args.base,
+        config,
+        args.tokenizer,
+        dtype=parse_dtype(args.dtype) if args.dtype else None,
+        max_shard_size=args.max_shard_size,
     )
     print(report.summary(), file=sys.stderr)
     weights = sorted(p.name for p in args.output_dir.iterdir() if p.name.startswith("model"))

@@ -32,8 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
     example = json.loads((DEMO_DIR / "example.json").read_text()) if (DEMO_DIR / "example.json").is_file() else None
     if example is None:
-        raise ValueError(f"the demo example is not installed in {DEMO_DIR}; build it with "
-                         "`python -m sevila_toy.demo.build --ship DIR` and copy DIR there (docs/demo.md)")
+        raise ValueError(
+            f"the demo example is not installed in {DEMO_DIR}; build it with "
+            "`python -m sevila_toy.demo.build --ship DIR` and copy DIR there (docs/demo.md)"
+        )
     if (args.question is None) != (args.options is None):
         raise ValueError("give both --question and --option, or neither")
     question = args.question or example["question"]

@@ -28,14 +28,25 @@ def register(subparsers) -> None:
     parser.add_argument("--annotations", required=True, type=Path, help="records JSONL (see `sevila prepare`)")
     parser.add_argument("--videos", required=True, type=Path, help="folder the records' videos are in")
     parser.add_argument("--output", required=True, type=Path, help="predictions JSONL (appended to when resuming)")
-    parser.add_argument("--video-path", default="{video}.mp4",
-                        help="file name of a record's video below --videos, over {video}, {qid}, {dataset}")
+    parser.add_argument(
+        "--video-path",
+        default="{video}.mp4",
+        help="file name of a record's video below --videos, over {video}, {qid}, {dataset}",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="questions per batch (default 8)")
     parser.add_argument("--uniform", action="store_true", help="no localizer: the answerer sees all --frames frames")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="moment queries: frames with p(yes) at least this are positive (default 0.5)")
-    parser.add_argument("--span-threshold", type=int, default=6,
-                        help="moment queries: bridge gaps of up to this many frames when merging (default 6)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="moment queries: frames with p(yes) at least this are positive (default 0.5)",
+    )
+    parser.add_argument(
+        "--span-threshold",
+        type=int,
+        default=6,
+        help="moment queries: bridge gaps of up to this many frames when merging (default 6)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -43,18 +54,28 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from sevila.evaluate.summary import split_metrics
     from sevila.evaluate.runner import MomentOptions, Shard, evaluate
+    from sevila.evaluate.summary import split_metrics
 
     shard = Shard.from_environment()
     if shard.world_size > 1 and args.device is None and torch.cuda.is_available():
         args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # one GPU per rank
     qa = load_videoqa(args)
     result = evaluate(
-        qa.model, args.annotations, args.videos, args.output,
-        num_frames=qa.num_frames, num_keyframes=qa.num_keyframes, batch_size=args.batch_size,
-        use_localizer=not args.uniform, video_path=args.video_path, backend=args.backend, cache=qa.cache,
-        shard=shard, compute_metrics=split_metrics, progress=not args.no_progress,
+        qa.model,
+        args.annotations,
+        args.videos,
+        args.output,
+        num_frames=qa.num_frames,
+        num_keyframes=qa.num_keyframes,
+        batch_size=args.batch_size,
+        use_localizer=not args.uniform,
+        video_path=args.video_path,
+        backend=args.backend,
+        cache=qa.cache,
+        shard=shard,
+        compute_metrics=split_metrics,
+        progress=not args.no_progress,
         moments=MomentOptions(args.threshold, args.span_threshold),
     )
     print(f"answered {result.answered}, failed {result.failed}, already done {result.resumed}", file=sys.stderr)

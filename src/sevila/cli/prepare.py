@@ -38,8 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("dataset", choices=CONVERTIBLE_DATASETS, metavar="DATASET",
-                        help=f"one of: {', '.join(CONVERTIBLE_DATASETS)}")
+    parser.add_argument(
+        "dataset", choices=CONVERTIBLE_DATASETS, metavar="DATASET", help=f"one of: {', '.join(CONVERTIBLE_DATASETS)}"
+    )
     parser.add_argument("files", nargs="+", metavar="RAW_FILE", help="the split's annotation file and auxiliary files")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (e.g. val.jsonl)")
     parser.add_argument(

@@ -21,13 +21,16 @@ SeViLA.from_pretrained), metrics.jsonl and tensorboard/.
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="train a stage (localizer pre-training, answerer fine-tuning, localizer refinement)",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train",
+        help="train a stage (localizer pre-training, answerer fine-tuning, localizer refinement)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", help="run config (YAML), e.g. configs/nextqa/finetune-answerer.yaml")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     parser.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="continue the run in output_dir from its last checkpoint (resume=PATH picks a checkpoint)",
     )
     parser.add_argument("--rounds", type=int, metavar="N", help="refine-localizer: rounds of self-refinement")
@@ -44,8 +47,10 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"rounds={args.rounds}")
     config = load_config(args.config, overrides)
     main_process = int(os.environ.get("RANK", "0")) == 0  # set by torchrun and accelerate launch
-    logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if main_process else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     result = train(config)
     if not main_process:
         return 0

@@ -116,20 +116,64 @@ def config_from_blip2(blip2: Mapping, tokenizer_name: str = BLIP2_HUB_ID) -> SeV
         defaults = cls()
         return cls(**{ours: source.get(theirs, getattr(defaults, ours)) for ours, theirs in names.items()})
 
-    vision = pick(VisionConfig, v, {n: n for n in ("image_size", "patch_size", "hidden_size", "num_hidden_layers",
-                                                   "num_attention_heads", "intermediate_size", "layer_norm_eps")})
-    qformer = pick(QFormerConfig, q, {n: n for n in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                                     "intermediate_size", "layer_norm_eps",
-                                                     "cross_attention_frequency", "hidden_dropout_prob",
-                                                     "attention_probs_dropout_prob")})
+    vision = pick(
+        VisionConfig,
+        v,
+        {
+            n: n
+            for n in (
+                "image_size",
+                "patch_size",
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "layer_norm_eps",
+            )
+        },
+    )
+    qformer = pick(
+        QFormerConfig,
+        q,
+        {
+            n: n
+            for n in (
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "layer_norm_eps",
+                "cross_attention_frequency",
+                "hidden_dropout_prob",
+                "attention_probs_dropout_prob",
+            )
+        },
+    )
     qformer.num_query_tokens = blip2.get("num_query_tokens", qformer.num_query_tokens)
-    language = pick(LanguageModelConfig, t, {n: n for n in ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers",
-                                                            "num_decoder_layers", "num_heads",
-                                                            "relative_attention_num_buckets",
-                                                            "relative_attention_max_distance", "dropout_rate",
-                                                            "layer_norm_epsilon", "feed_forward_proj",
-                                                            "pad_token_id", "eos_token_id",
-                                                            "decoder_start_token_id")})
+    language = pick(
+        LanguageModelConfig,
+        t,
+        {
+            n: n
+            for n in (
+                "vocab_size",
+                "d_model",
+                "d_kv",
+                "d_ff",
+                "num_layers",
+                "num_decoder_layers",
+                "num_heads",
+                "relative_attention_num_buckets",
+                "relative_attention_max_distance",
+                "dropout_rate",
+                "layer_norm_epsilon",
+                "feed_forward_proj",
+                "pad_token_id",
+                "eos_token_id",
+                "decoder_start_token_id",
+            )
+        },
+    )
     if language.num_decoder_layers is None:
         language.num_decoder_layers = language.num_layers
     language.dense_act_fn = "gelu"  # SeViLA's exact-GELU override, whatever the checkpoint says

@@ -89,8 +89,14 @@ for _suffix, _branch in BRANCH_PREFIXES.items():
     _q = rf"^Qformer{_suffix}\."
     LAVIS_RULES += [
         (_q + r"bert\.embeddings\.LayerNorm\.", f"{_branch}.qformer.layernorm."),
-        (_q + _QFORMER_LAYER + r"(attention|crossattention)\.self\.", rf"{_branch}.qformer.encoder.layer.\1.\2.attention."),
-        (_q + _QFORMER_LAYER + r"(attention|crossattention)\.output\.", rf"{_branch}.qformer.encoder.layer.\1.\2.output."),
+        (
+            _q + _QFORMER_LAYER + r"(attention|crossattention)\.self\.",
+            rf"{_branch}.qformer.encoder.layer.\1.\2.attention.",
+        ),
+        (
+            _q + _QFORMER_LAYER + r"(attention|crossattention)\.output\.",
+            rf"{_branch}.qformer.encoder.layer.\1.\2.output.",
+        ),
         (_q + _QFORMER_LAYER + r"(intermediate_query|output_query)\.", rf"{_branch}.qformer.encoder.layer.\1.\2."),
     ]
 
@@ -204,8 +210,13 @@ def convert_original_checkpoint(
     converted = convert_lavis_state_dict(state, config.vision.num_hidden_layers)
     ignored += converted.ignored
     unexpected += converted.unexpected
-    sources.append((str(checkpoint), str(checkpoint),
-                    {key: LoadedTensor(value, str(checkpoint)) for key, value in converted.tensors.items()}))
+    sources.append(
+        (
+            str(checkpoint),
+            str(checkpoint),
+            {key: LoadedTensor(value, str(checkpoint)) for key, value in converted.tensors.items()},
+        )
+    )
 
     model = meta_model(config)
     own = {key: tuple(value.shape) for key, value in model.state_dict(keep_vars=True).items()}
@@ -232,8 +243,12 @@ def convert_original_checkpoint(
     for name, _, _ in reversed(sources):
         origins[name] = sum(1 for key in loaded if plan[key][1] == name)
     report = LoadReport(
-        source=str(checkpoint), loaded=loaded, missing=[k for k in own if k not in plan and k not in aliases],
-        unexpected=unexpected, ignored=ignored, origins=origins if base is not None else {},
+        source=str(checkpoint),
+        loaded=loaded,
+        missing=[k for k in own if k not in plan and k not in aliases],
+        unexpected=unexpected,
+        ignored=ignored,
+        origins=origins if base is not None else {},
     )
     if report.missing:
         if base is not None:

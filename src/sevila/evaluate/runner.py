@@ -34,9 +34,9 @@ from tqdm.auto import tqdm
 from sevila.data.paths import VideoPath, video_file
 from sevila.data.records import MomentRecord, QARecord, Record, read_records
 from sevila.data.targets import record_prompts
+from sevila.evaluate.metrics.qvhighlights_io import moment_prediction, prediction_to_dict, qvhighlights_qid
 from sevila.evaluate.predictions import PredictionWriter, read_prediction_rows, write_predictions_atomic
 from sevila.features import FeatureCache, VideoFeatures, encode_video
-from sevila.evaluate.metrics.qvhighlights_io import moment_prediction, prediction_to_dict, qvhighlights_qid
 from sevila.inference import QuestionItem, answer_batch, localize_features
 from sevila.model import SeViLA
 from sevila.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD
@@ -83,7 +83,9 @@ class EvalResult:
 
 
 def shard_path(output: Path, shard: Shard) -> Path:
-    return output if shard.world_size == 1 else output.with_name(f"{output.name}.rank{shard.rank}-of-{shard.world_size}")
+    return (
+        output if shard.world_size == 1 else output.with_name(f"{output.name}.rank{shard.rank}-of-{shard.world_size}")
+    )
 
 
 def evaluate(
@@ -127,8 +129,12 @@ def evaluate(
     todo = [r for r in mine if row_key(r) not in done]
     result = EvalResult(output=output, resumed=len(mine) - len(todo))
 
-    bar = tqdm(total=len(todo), desc=f"eval rank {shard.rank}" if shard.world_size > 1 else "eval",
-               disable=not progress or None, unit="q")
+    bar = tqdm(
+        total=len(todo),
+        desc=f"eval rank {shard.rank}" if shard.world_size > 1 else "eval",
+        disable=not progress or None,
+        unit="q",
+    )
     # Videos encoded in the last two batches stay in memory: annotation files usually list a video's
     # questions together, and a batch boundary should not cost a second decode.
     recent: OrderedDict[tuple, VideoFeatures | VideoError] = OrderedDict()
@@ -172,8 +178,9 @@ def _row_qid(record: Record) -> str | int:
     return int(key) if isinstance(record, MomentRecord) and key.isdigit() else key
 
 
-def _encode_batch(model, batch, video_root, video_path, num_frames, backend, cache, result: EvalResult,
-                  encoded: OrderedDict) -> list[VideoFeatures | VideoError]:
+def _encode_batch(
+    model, batch, video_root, video_path, num_frames, backend, cache, result: EvalResult, encoded: OrderedDict
+) -> list[VideoFeatures | VideoError]:
     """Features of each record's video (each distinct video and window encoded once); a failure is recorded
     and returned in place of the features."""
     out = []
@@ -235,8 +242,14 @@ def _moment_rows(model, batch, features, options: MomentOptions) -> list[dict[st
             continue
         scores = localize_features(model, video, record.query)
         prediction = moment_prediction(
-            _row_qid(record), record.query, record.video, video.timestamps, scores.probabilities,
-            record.duration, threshold=options.threshold, span_threshold=options.span_threshold,
+            _row_qid(record),
+            record.query,
+            record.video,
+            video.timestamps,
+            scores.probabilities,
+            record.duration,
+            threshold=options.threshold,
+            span_threshold=options.span_threshold,
         )
         row = prediction_to_dict(prediction)
         row.update(frame_scores=scores.logits, frame_times=list(video.timestamps))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sevila.data.records import DATASET_TABLE, MomentRecord, QARecord, Record, record_to_dict
+from sevila.data.records import DATASET_TABLE, MomentRecord, Record, record_to_dict
 from sevila.data.sources import Row
 from sevila.evaluate.metrics import GroundedPrediction, GroundedQuestion, keyframe_span, nextgqa_metrics, qa_metrics
 from sevila.evaluate.metrics.qa import prediction_from_dict
@@ -23,14 +23,22 @@ def split_metrics(rows: Sequence[dict[str, Any]], records: Sequence[Record]) -> 
         return moment_metrics(rows, records)
     if any(r.answer is None for r in records):
         failed = sum("error" in row for row in rows)
-        return {"num_questions": len(records), "num_predicted": len(rows) - failed, "num_failed": failed,
-                "note": "the split has unlabeled questions: no accuracy"}
+        return {
+            "num_questions": len(records),
+            "num_predicted": len(rows) - failed,
+            "num_failed": failed,
+            "note": "the split has unlabeled questions: no accuracy",
+        }
     metrics = qa_metrics(rows, records)
     grounded = all("grounding" in DATASET_TABLE[r.dataset].metrics for r in records)
     if grounded and all(r.extra.get("grounding_windows") and "duration" in r.extra for r in records):
         questions = [
-            GroundedQuestion(r.qid, tuple((float(s), float(e)) for s, e in r.extra["grounding_windows"]),
-                             float(r.extra["duration"]), r.answer)
+            GroundedQuestion(
+                r.qid,
+                tuple((float(s), float(e)) for s, e in r.extra["grounding_windows"]),
+                float(r.extra["duration"]),
+                r.answer,
+            )
             for r in records
         ]
         duration = {r.qid: float(r.extra["duration"]) for r in records}
@@ -60,8 +68,12 @@ def moment_metrics(rows: Sequence[dict[str, Any]], records: Sequence[MomentRecor
         labeled = False  # not QVHighlights queries: the official metrics are keyed by its integer qids
     if not labeled:
         return {**counts, "note": "no QVHighlights labels: no moment metrics"}
-    annotations = [annotation_from_row(Row(record_to_dict(r), "<annotations>", f"record {i + 1}"))
-                   for i, r in enumerate(records)]
-    predictions = [prediction_from_row(Row(row, "<predictions>", f"row {i + 1}"))
-                   for i, row in enumerate(rows) if "error" not in row]
+    annotations = [
+        annotation_from_row(Row(record_to_dict(r), "<annotations>", f"record {i + 1}")) for i, r in enumerate(records)
+    ]
+    predictions = [
+        prediction_from_row(Row(row, "<predictions>", f"row {i + 1}"))
+        for i, row in enumerate(rows)
+        if "error" not in row
+    ]
     return {**counts, **evaluate_qvhighlights(predictions, annotations, require_all=False)}

@@ -35,8 +35,14 @@ from dataclasses import dataclass, fields
 
 import torch
 
-_NAMES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-          "fp16": torch.float16, "float16": torch.float16}
+_NAMES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
 
 MODES = ("reference", "bf16", "fp32")
 STAGES = ("vision", "localizer", "answerer", "language_model")
@@ -44,7 +50,9 @@ _HALF = (torch.float16, torch.bfloat16)
 
 # ViT parameters the original keeps in fp32 when the rest of the ViT is fp16 (everything that is not a
 # Conv/Linear weight or bias): LayerNorms, the class token and the position embeddings.
-_VISION_FP32 = re.compile(r"(^|\.)(layer_norm\d*|layernorm|post_layernorm)\.|(^|\.)(class_embedding|position_embedding)$")
+_VISION_FP32 = re.compile(
+    r"(^|\.)(layer_norm\d*|layernorm|post_layernorm)\.|(^|\.)(class_embedding|position_embedding)$"
+)
 
 
 def parse_dtype(value: str | torch.dtype) -> torch.dtype:
@@ -89,9 +97,15 @@ class Precision:
     def reference(cls) -> Precision:
         """The original's inference precision (see the module docstring)."""
         return cls(
-            vision=torch.float16, qformer=torch.float32, language_model=torch.bfloat16, vision_fp32_norms=True,
-            vision_autocast=torch.float16, localizer_autocast=torch.float32, answerer_autocast=torch.bfloat16,
-            language_model_autocast=torch.bfloat16, promote_t5_inputs=True,
+            vision=torch.float16,
+            qformer=torch.float32,
+            language_model=torch.bfloat16,
+            vision_fp32_norms=True,
+            vision_autocast=torch.float16,
+            localizer_autocast=torch.float32,
+            answerer_autocast=torch.bfloat16,
+            language_model_autocast=torch.bfloat16,
+            promote_t5_inputs=True,
         )
 
     @classmethod
@@ -141,6 +155,7 @@ class Precision:
 
     def describe(self) -> str:
         """One line: the mode's name and how each part is stored and computed."""
+
         def short(dtype: torch.dtype) -> str:
             return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
@@ -179,7 +194,9 @@ class Precision:
             return self.qformer
         if part == "language_model":
             return self.language_model
-        raise ValueError(f"{name!r} is not a SeViLA parameter name (vision.*, answerer.*, localizer.*, language_model.*)")
+        raise ValueError(
+            f"{name!r} is not a SeViLA parameter name (vision.*, answerer.*, localizer.*, language_model.*)"
+        )
 
     # ------------------------------------------------------------------ compute
     def autocast(self, stage: str, device: torch.device | str) -> AbstractContextManager:

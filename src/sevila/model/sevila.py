@@ -100,7 +100,9 @@ class SeViLA(nn.Module):
 
     def _text(self) -> PromptTokenizer:
         if self.text is None:
-            raise RuntimeError("this SeViLA model has no tokenizer; call set_tokenizer() or load with from_pretrained()")
+            raise RuntimeError(
+                "this SeViLA model has no tokenizer; call set_tokenizer() or load with from_pretrained()"
+            )
         return self.text
 
     def set_trainable(self, branches: Sequence[str] | str | None) -> None:
@@ -149,7 +151,9 @@ class SeViLA(nn.Module):
         """(videos, frames, 3, H, W) or (frames, 3, H, W) -> raw ViT tokens (videos*frames, S, W)."""
         pixels = frames.flatten(0, 1) if frames.dim() == 5 else frames
         if pixels.dim() != 4:
-            raise ValueError(f"frames must be (videos, frames, 3, H, W) or (frames, 3, H, W), got {tuple(frames.shape)}")
+            raise ValueError(
+                f"frames must be (videos, frames, 3, H, W) or (frames, 3, H, W), got {tuple(frames.shape)}"
+            )
         with self.autocast("vision"):
             if self.precision.vision_fp32_norms:
                 return self._vision_fp32_residual(pixels.to(device=self.device, dtype=torch.float32))

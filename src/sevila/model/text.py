@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from sevila.config import SeViLAConfig
-from sevila.prompts import OPTION_LETTERS
 from sevila.hub import resolve_directory
+from sevila.prompts import OPTION_LETTERS
 
 TOKENIZER_FILE = "tokenizer.json"
 # Special tokens as T5's tokenizer files name them; T5TokenizerFast registered these (and the files'
@@ -211,14 +211,14 @@ def build_word_tokenizer(words: Sequence[str], extra_pieces: Sequence[str] = ())
                 seen.add(piece)
                 pieces.append(piece)
     characters = sorted(
-        {ch for piece in pieces for ch in piece}
-        | set(string.ascii_letters + string.digits + string.punctuation)
+        {ch for piece in pieces for ch in piece} | set(string.ascii_letters + string.digits + string.punctuation)
     )
     for ch in characters:
         for piece in (ch, "▁" + ch):
             if piece not in seen:
                 seen.add(piece)
                 pieces.append(piece)
+
     # Whole words score higher than character fall-backs so the Unigram model prefers them, and a word-start
     # piece higher than its bare form.
     def score(piece: str) -> float:

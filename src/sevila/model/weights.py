@@ -162,12 +162,24 @@ class LoadedTensor(TensorRef):
 
 
 _SAFETENSORS_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
     "BOOL": torch.bool,
 }
-for _name, _attr in (("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"), ("U16", "uint16"),
-                     ("U32", "uint32"), ("U64", "uint64")):
+for _name, _attr in (
+    ("F8_E4M3", "float8_e4m3fn"),
+    ("F8_E5M2", "float8_e5m2"),
+    ("U16", "uint16"),
+    ("U32", "uint32"),
+    ("U64", "uint64"),
+):
     if hasattr(torch, _attr):
         _SAFETENSORS_DTYPES[_name] = getattr(torch, _attr)
 _SAFETENSORS_NAMES = {dtype: name for name, dtype in _SAFETENSORS_DTYPES.items()}
@@ -236,14 +248,18 @@ class SafetensorsFile:
                 shape = tuple(int(n) for n in info["shape"])
                 begin, end = (int(n) for n in info["data_offsets"])
                 if end - begin != math.prod(shape) * dtype.itemsize or begin < 0 or start + end > size:
-                    raise ValueError(f"data offsets {[begin, end]} do not fit shape {list(shape)} {info['dtype']} "
-                                     f"in a {size}-byte file")
+                    raise ValueError(
+                        f"data offsets {[begin, end]} do not fit shape {list(shape)} {info['dtype']} "
+                        f"in a {size}-byte file"
+                    )
                 self.tensors[key] = _SafetensorsTensor(self.path, key, start + begin, shape, dtype)
         except OSError:
             raise
         except Exception as err:  # malformed header: JSON, struct, missing fields, bad numbers
             where = f", {key}" if key and key != "__metadata__" else ""
-            raise CheckpointError(f"{self.path}: not a readable safetensors file ({type(err).__name__}{where}: {err})") from None
+            raise CheckpointError(
+                f"{self.path}: not a readable safetensors file ({type(err).__name__}{where}: {err})"
+            ) from None
 
 
 def open_tensors(path: str | Path) -> dict[str, TensorRef]:
@@ -406,7 +422,9 @@ def from_pretrained(name_or_path: str | Path, device=None, precision: Precision 
 _SHARD_PATTERN = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 
 
-def _write_safetensors(path: str | Path, tensors: Mapping[str, TensorRef], dtype_of: Callable[[TensorRef], torch.dtype]):
+def _write_safetensors(
+    path: str | Path, tensors: Mapping[str, TensorRef], dtype_of: Callable[[TensorRef], torch.dtype]
+):
     """One safetensors file, written tensor by tensor (each read just before it is written). Tensors are laid
     out by decreasing element size, as safetensors itself does, so every one starts aligned."""
     entries = sorted(tensors.items(), key=lambda item: -dtype_of(item[1]).itemsize)  # stable: keeps key order
@@ -417,7 +435,11 @@ def _write_safetensors(path: str | Path, tensors: Mapping[str, TensorRef], dtype
         if dtype not in _SAFETENSORS_NAMES:
             raise CheckpointError(f"{ref.origin}: {key} has dtype {dtype}, which safetensors cannot store")
         size = math.prod(ref.shape) * dtype.itemsize
-        header[key] = {"dtype": _SAFETENSORS_NAMES[dtype], "shape": list(ref.shape), "data_offsets": [offset, offset + size]}
+        header[key] = {
+            "dtype": _SAFETENSORS_NAMES[dtype],
+            "shape": list(ref.shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)
@@ -427,7 +449,9 @@ def _write_safetensors(path: str | Path, tensors: Mapping[str, TensorRef], dtype
         for key, ref in entries:
             tensor = ref.read()
             if tuple(tensor.shape) != tuple(ref.shape):
-                raise CheckpointError(f"{ref.origin}: {key} has shape {tuple(tensor.shape)}, its header says {ref.shape}")
+                raise CheckpointError(
+                    f"{ref.origin}: {key} has shape {tuple(tensor.shape)}, its header says {ref.shape}"
+                )
             tensor = tensor.detach().to(device="cpu", dtype=dtype_of(ref)).contiguous()
             if tensor.numel():
                 f.write(_byte_view(tensor))
@@ -475,8 +499,10 @@ def save_tensors(
     for name, shard in zip(names, shards):
         atomic_write(directory / name, lambda tmp, shard=shard: _write_safetensors(tmp, shard, dtype_of))
     if len(shards) > 1:
-        index = {"metadata": {"total_size": total},
-                 "weight_map": {key: name for name, shard in zip(names, shards) for key in shard}}
+        index = {
+            "metadata": {"total_size": total},
+            "weight_map": {key: name for name, shard in zip(names, shards) for key in shard},
+        }
         atomic_write_text(directory / WEIGHTS_INDEX_NAME, json.dumps(index, indent=2, sort_keys=True) + "\n")
         for stale in old_shards:
             if stale.name not in names:

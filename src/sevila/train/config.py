@@ -247,19 +247,28 @@ def _check_stage_start(config: TrainConfig) -> None:
     if config.localizer_init != KEEP_LOCALIZER:
         source = blip2_source(config.localizer_init)
         if source is None:
-            raise ConfigError("localizer_init", f"expected {KEEP_LOCALIZER!r} (keep the starting model's localizer) "
-                              f"or 'blip2 <hub id or directory>', got {config.localizer_init!r}")
+            raise ConfigError(
+                "localizer_init",
+                f"expected {KEEP_LOCALIZER!r} (keep the starting model's localizer) "
+                f"or 'blip2 <hub id or directory>', got {config.localizer_init!r}",
+            )
         if config.init is not None:
-            raise ConfigError("localizer_init", "'init' already starts the localizer from BLIP-2; localizer_init "
-                              f"replaces the localizer of a 'model' start, so it must be {KEEP_LOCALIZER!r} here")
+            raise ConfigError(
+                "localizer_init",
+                "'init' already starts the localizer from BLIP-2; localizer_init "
+                f"replaces the localizer of a 'model' start, so it must be {KEEP_LOCALIZER!r} here",
+            )
         path = Path(source)
         if not path.is_dir() and (path.exists() or not re.fullmatch(r"[\w.-]+/[\w.-]+", source)):
-            raise ConfigError("localizer_init", f"BLIP-2 source {source!r} is neither a directory nor a Hugging "
-                              "Face hub id 'owner/name'")
+            raise ConfigError(
+                "localizer_init",
+                f"BLIP-2 source {source!r} is neither a directory nor a Hugging Face hub id 'owner/name'",
+            )
     offered = SELECTION_METRICS[config.stage]
     if config.select_by is not None and config.select_by not in offered:
-        raise ConfigError("select_by", f"{config.stage} selects its best epoch by {' or '.join(offered)}, "
-                          f"got {config.select_by!r}")
+        raise ConfigError(
+            "select_by", f"{config.stage} selects its best epoch by {' or '.join(offered)}, got {config.select_by!r}"
+        )
 
 
 def _positive(config: TrainConfig, *keys: str, allow_zero: bool = False) -> None:
@@ -293,11 +302,34 @@ def validate(config: TrainConfig) -> TrainConfig:
         kind, _, source = config.init.partition(" ")
         if kind != "blip2" or not source.strip():
             raise ConfigError("init", f"expected 'blip2 <hub id or directory>', got {config.init!r}")
-    _positive(config, "epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "num_keyframes", "rounds",
-              "log_every_steps", "stop_after_steps", "data.train_frames", "data.eval_frames", "data.image_size",
-              "optim.lr", "optim.eps")
-    _positive(config, "checkpoint_every_steps", "vision_cache_bytes", "data.num_workers", "optim.min_lr",
-              "optim.warmup_lr", "optim.warmup_steps", "optim.weight_decay", "optim.max_grad_norm", allow_zero=True)
+    _positive(
+        config,
+        "epochs",
+        "batch_size",
+        "eval_batch_size",
+        "grad_accum_steps",
+        "num_keyframes",
+        "rounds",
+        "log_every_steps",
+        "stop_after_steps",
+        "data.train_frames",
+        "data.eval_frames",
+        "data.image_size",
+        "optim.lr",
+        "optim.eps",
+    )
+    _positive(
+        config,
+        "checkpoint_every_steps",
+        "vision_cache_bytes",
+        "data.num_workers",
+        "optim.min_lr",
+        "optim.warmup_lr",
+        "optim.warmup_steps",
+        "optim.weight_decay",
+        "optim.max_grad_norm",
+        allow_zero=True,
+    )
     for key in ("optim.beta1", "optim.beta2"):
         value = getattr(config.optim, key.split(".")[1])
         if not 0 <= value < 1:
@@ -309,8 +341,11 @@ def validate(config: TrainConfig) -> TrainConfig:
     if config.uniform_frames and config.stage != "finetune-answerer":
         raise ConfigError("uniform_frames", f"only finetune-answerer uses uniform frames; stage is {config.stage!r}")
     if config.cache_vision_states and config.data.augment:
-        raise ConfigError("cache_vision_states", "needs data.augment false: random crops never give the same "
-                          "frame twice, so cached ViT states would never be reused")
+        raise ConfigError(
+            "cache_vision_states",
+            "needs data.augment false: random crops never give the same "
+            "frame twice, so cached ViT states would never be reused",
+        )
     _check_keyframes(config)
     _check_stage_start(config)
     return config

@@ -117,7 +117,11 @@ def loader(items: SeededItems, batches: EpochBatches, num_workers: int, pin_memo
     draws its workers' base seed from the global torch generator, and a resumed run, which starts its
     iterator mid-epoch, would then draw once more than an uninterrupted one and shift every dropout mask."""
     return DataLoader(
-        items, batch_sampler=batches, collate_fn=collate, num_workers=num_workers, pin_memory=pin_memory,
+        items,
+        batch_sampler=batches,
+        collate_fn=collate,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(batches.seed),
     )
 

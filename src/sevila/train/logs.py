@@ -25,8 +25,9 @@ def _summary_writer(directory: Path, purge_step: int | None):
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ConfigError(
-            "tensorboard", "TensorBoard logging needs the tensorboard package (pip install 'tensorboard>=2.14'); "
-            "install it or set tensorboard=false"
+            "tensorboard",
+            "TensorBoard logging needs the tensorboard package (pip install 'tensorboard>=2.14'); "
+            "install it or set tensorboard=false",
         ) from None
     return SummaryWriter(log_dir=str(directory), purge_step=purge_step)
 

@@ -177,9 +177,18 @@ def _has_run(run_dir: Path) -> bool:
 class StageRun:
     """One run of a stage in one run directory: model, optimizer, data, logs, and the epoch loop."""
 
-    def __init__(self, config: TrainConfig, accelerator, recipe: Recipe, source: str, run_dir: Path,
-                 train_records: list[Record], val_records: list[Record], resume_from: Path | None,
-                 localizer_from: str | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        accelerator,
+        recipe: Recipe,
+        source: str,
+        run_dir: Path,
+        train_records: list[Record],
+        val_records: list[Record],
+        resume_from: Path | None,
+        localizer_from: str | None = None,
+    ):
         from accelerate.utils import set_seed
 
         self.config, self.accelerator, self.recipe, self.run_dir = config, accelerator, recipe, run_dir
@@ -203,9 +212,13 @@ class StageRun:
         self.train_batches, self.train_loader = self._train_data(train_records)
         self.val_loader = self._val_data(val_records)
         resuming = resume_from is not None
-        self.log = RunLog(run_dir, enabled=self.main, tensorboard=config.tensorboard,
-                          resume_lines=self.progress.metrics_lines if resuming else None,
-                          purge_step=self.progress.global_step + 1 if resuming else None)
+        self.log = RunLog(
+            run_dir,
+            enabled=self.main,
+            tensorboard=config.tensorboard,
+            resume_lines=self.progress.metrics_lines if resuming else None,
+            purge_step=self.progress.global_step + 1 if resuming else None,
+        )
         self._window: list[float] = [0.0, 0.0, 0.0]  # loss sum, batches with a loss, skipped batches
         self._checked_gradients = False
         self._epoch_steps = 0
@@ -219,20 +232,41 @@ class StageRun:
         if changed and self.main:
             logger.warning("the schedule's %s changed since the checkpoint; the new values apply", ", ".join(changed))
         if self.main:
-            logger.info("resuming from %s at epoch %d, step %d of the epoch (global step %d)", directory,
-                        self.progress.epoch, self.progress.step_in_epoch, self.progress.global_step)
+            logger.info(
+                "resuming from %s at epoch %d, step %d of the epoch (global step %d)",
+                directory,
+                self.progress.epoch,
+                self.progress.step_in_epoch,
+                self.progress.global_step,
+            )
 
     def _dataset(self, records: list[Record], root: str, frames: int, train: bool) -> SeededItems:
         data = self.config.data
-        return SeededItems(VideoRecordDataset(
-            records, root, frames, train=train, augment=data.augment, image_size=data.image_size,
-            video_path=data.video_path, backend=data.backend, on_error="skip" if data.skip_unreadable else "raise",
-        ))
+        return SeededItems(
+            VideoRecordDataset(
+                records,
+                root,
+                frames,
+                train=train,
+                augment=data.augment,
+                image_size=data.image_size,
+                video_path=data.video_path,
+                backend=data.backend,
+                on_error="skip" if data.skip_unreadable else "raise",
+            )
+        )
 
     def _train_data(self, records: list[Record]):
         c, a = self.config, self.accelerator
-        batches = EpochBatches(len(records), c.batch_size, seed=c.seed, shuffle=True, rank=a.process_index,
-                               world_size=a.num_processes, accumulation=c.grad_accum_steps)
+        batches = EpochBatches(
+            len(records),
+            c.batch_size,
+            seed=c.seed,
+            shuffle=True,
+            rank=a.process_index,
+            world_size=a.num_processes,
+            accumulation=c.grad_accum_steps,
+        )
         if len(batches) < c.grad_accum_steps:
             global_batch = c.batch_size * a.num_processes * c.grad_accum_steps
             raise ValueError(
@@ -244,8 +278,15 @@ class StageRun:
 
     def _val_data(self, records: list[Record]):
         c, a = self.config, self.accelerator
-        batches = EpochBatches(len(records), c.eval_batch_size, seed=c.seed, shuffle=False, rank=a.process_index,
-                               world_size=a.num_processes, drop_last=False)
+        batches = EpochBatches(
+            len(records),
+            c.eval_batch_size,
+            seed=c.seed,
+            shuffle=False,
+            rank=a.process_index,
+            world_size=a.num_processes,
+            drop_last=False,
+        )
         items = self._dataset(records, c.val_video_root, c.data.eval_frames, train=False)
         return loader(items, batches, c.data.num_workers, pin_memory=a.device.type == "cuda")
 
@@ -260,8 +301,12 @@ class StageRun:
                         return self._result(stopped=True)
                     self._end_epoch(epoch)
                 if cached is not None and self.main:
-                    logger.info("ViT states: %d frames reused, %d encoded (%.0f MiB kept)", cached.hits,
-                                cached.misses, cached.bytes / 2**20)
+                    logger.info(
+                        "ViT states: %d frames reused, %d encoded (%.0f MiB kept)",
+                        cached.hits,
+                        cached.misses,
+                        cached.bytes / 2**20,
+                    )
             result = self._result(stopped=False)
             if self.main:
                 text = json.dumps({**asdict(result), "run_dir": str(result.run_dir)}, indent=2) + "\n"
@@ -276,8 +321,13 @@ class StageRun:
         self.train_batches.set_epoch(epoch, self.progress.step_in_epoch * accum)
         self._epoch_steps = self.progress.step_in_epoch + len(self.train_batches) // accum
         set_train_mode(self.model, self.recipe.branch, c.frozen_dropout)
-        bar = tqdm(total=self._epoch_steps, initial=self.progress.step_in_epoch,
-                   desc=f"{self.recipe.stage} epoch {epoch + 1}/{c.epochs}", disable=not self.main, unit="step")
+        bar = tqdm(
+            total=self._epoch_steps,
+            initial=self.progress.step_in_epoch,
+            desc=f"{self.recipe.stage} epoch {epoch + 1}/{c.epochs}",
+            disable=not self.main,
+            unit="step",
+        )
         try:
             for micro, batch in enumerate(self.train_loader):
                 last = (micro + 1) % accum == 0
@@ -324,8 +374,15 @@ class StageRun:
         c, step = self.config, self.progress.global_step
         if step % c.log_every_steps == 0 or self.progress.step_in_epoch == self._epoch_steps:
             loss = self._take_loss()
-            self.log.log({"step": step, "epoch": epoch, "loss": loss, "lr": self.schedule.last_lr,
-                          "skipped_batches": self.progress.skipped_batches})
+            self.log.log(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": loss,
+                    "lr": self.schedule.last_lr,
+                    "skipped_batches": self.progress.skipped_batches,
+                }
+            )
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.schedule.last_lr:.2e}")
         if c.checkpoint_every_steps and step % c.checkpoint_every_steps == 0:
             self._save_checkpoint()
@@ -355,8 +412,15 @@ class StageRun:
         if improved:
             self.progress.best_metric, self.progress.best_epoch = metric, epoch
             self._save_best(epoch, metrics)
-        self.log.log({"step": self.progress.global_step, "epoch": epoch, **metrics,
-                      "best": improved, "skipped_batches": self.progress.skipped_batches})
+        self.log.log(
+            {
+                "step": self.progress.global_step,
+                "epoch": epoch,
+                **metrics,
+                "best": improved,
+                "skipped_batches": self.progress.skipped_batches,
+            }
+        )
         if self.main:
             logger.info("epoch %d: %s %.4f%s", epoch + 1, self.recipe.metric, metric, " (best)" if improved else "")
         self.progress.epoch, self.progress.step_in_epoch = epoch + 1, 0
@@ -374,8 +438,10 @@ class StageRun:
                 counts += torch.tensor(self.recipe.score(self.model, batch), dtype=torch.float64)
         counts = self.accelerator.reduce(counts.to(self.accelerator.device), "sum").cpu()
         if counts[1] == 0:
-            raise ValueError(f"{self.config.data.val}: no validation item could be loaded or scored "
-                             f"(for moment queries: none has a sampled frame inside a relevant window)")
+            raise ValueError(
+                f"{self.config.data.val}: no validation item could be loaded or scored "
+                f"(for moment queries: none has a sampled frame inside a relevant window)"
+            )
         try:
             return self.recipe.metrics(counts.tolist())
         except ValueError as err:
@@ -404,9 +470,15 @@ class StageRun:
             target = self.run_dir / ckpt.BEST_DIR
             tmp = ckpt.fresh_tmp_dir(target)
             self.model.save_pretrained(tmp)
-            info = {"stage": self.recipe.stage, "epoch": epoch, **metrics, "selected_by": self.recipe.metric,
-                    "global_step": self.progress.global_step, "started_from": self.source,
-                    "localizer_from_blip2": self.localizer_from}
+            info = {
+                "stage": self.recipe.stage,
+                "epoch": epoch,
+                **metrics,
+                "selected_by": self.recipe.metric,
+                "global_step": self.progress.global_step,
+                "started_from": self.source,
+                "localizer_from_blip2": self.localizer_from,
+            }
             (tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
             ckpt.commit_dir(tmp, target)
         self.accelerator.wait_for_everyone()
@@ -451,15 +523,17 @@ def train(config: TrainConfig) -> TrainResult:
 
     def stage(run_path: Path, start: str, localizer_from: str | None) -> StageResult:
         resume_from = _resume_point(config, run_path, accelerator)
-        return StageRun(config, accelerator, recipe, start, run_path, train_records, val_records, resume_from,
-                        localizer_from).run()
+        return StageRun(
+            config, accelerator, recipe, start, run_path, train_records, val_records, resume_from, localizer_from
+        ).run()
 
     if config.rounds == 1:
         if config.resume is True and _resume_point(config, run_dir, accelerator) is None:
             raise FileNotFoundError(f"nothing to resume: no {ckpt.CHECKPOINT_DIR}/ in {run_dir}")
         result = stage(run_dir, source, config.localizer_from)
-        return TrainResult(run_dir, recipe.stage, result.metric, result.best_metric, result.best_dir, result.stopped,
-                           [result])
+        return TrainResult(
+            run_dir, recipe.stage, result.metric, result.best_metric, result.best_dir, result.stopped, [result]
+        )
     return _train_rounds(config, accelerator, recipe, source, stage)
 
 
@@ -473,8 +547,9 @@ def _train_rounds(config: TrainConfig, accelerator, recipe: Recipe, source: str,
         summary = round_dir / SUMMARY_NAME
         if summary.is_file():  # finished before a resume
             saved = json.loads(summary.read_text(encoding="utf-8"))
-            result = StageResult(round_dir, saved["metric"], saved["best_metric"], saved["best_epoch"],
-                                 saved["global_step"], False)
+            result = StageResult(
+                round_dir, saved["metric"], saved["best_metric"], saved["best_epoch"], saved["global_step"], False
+            )
         else:
             if accelerator.is_main_process:
                 logger.info("refine-localizer round %d of %d, starting from %s", number, config.rounds, start)
@@ -486,8 +561,11 @@ def _train_rounds(config: TrainConfig, accelerator, recipe: Recipe, source: str,
     best = max(results, key=lambda r: r.best_metric)  # the earliest round on ties
     if accelerator.is_main_process:
         ckpt.link_or_copy_tree(best.best_dir, run_dir / ckpt.BEST_DIR)
-        info = {"best_round": results.index(best) + 1, "metric": best.metric,
-                "rounds": [{"best_metric": r.best_metric, "best_epoch": r.best_epoch} for r in results]}
+        info = {
+            "best_round": results.index(best) + 1,
+            "metric": best.metric,
+            "rounds": [{"best_metric": r.best_metric, "best_epoch": r.best_epoch} for r in results],
+        }
         atomic_write_text(run_dir / SUMMARY_NAME, json.dumps(info, indent=2) + "\n")
     accelerator.wait_for_everyone()
     return TrainResult(run_dir, recipe.stage, best.metric, best.best_metric, run_dir / ckpt.BEST_DIR, False, results)

@@ -98,8 +98,9 @@ class WarmupCosineSchedule:
 
     @classmethod
     def from_config(cls, config: OptimConfig, epochs: int, accumulation: int) -> WarmupCosineSchedule:
-        return cls(config.lr, config.min_lr, config.warmup_lr, config.warmup_steps, epochs, accumulation,
-                   config.warmup_unit)
+        return cls(
+            config.lr, config.min_lr, config.warmup_lr, config.warmup_steps, epochs, accumulation, config.warmup_unit
+        )
 
     def lr_at(self, epoch: int, step: int) -> float:
         if epoch == 0:

@@ -152,8 +152,10 @@ class QARecipe(Recipe):
             result[STAR_MEAN] = float(sum(correct / total for correct, total in per_type) / len(per_type))
         elif self.metric == STAR_MEAN:
             absent = [t for t, (_, total) in zip(STAR_TYPES, per_type) if not total > 0]
-            raise ValueError(f"select_by {STAR_MEAN}: no validation question of type {', '.join(absent)} "
-                             "could be scored (their videos failed to load?)")
+            raise ValueError(
+                f"select_by {STAR_MEAN}: no validation question of type {', '.join(absent)} "
+                "could be scored (their videos failed to load?)"
+            )
         return result
 
     def check_validation(self, records: list[Record], source: str) -> None:
@@ -162,8 +164,10 @@ class QARecipe(Recipe):
         present = {r.question_type or question_type_of(r.qid) for r in records if isinstance(r, QARecord)}
         absent = [t for t in STAR_TYPES if t not in present]
         if absent:
-            raise ValueError(f"{source}: {STAR_MEAN} needs validation questions of all four STAR types "
-                             f"({', '.join(STAR_TYPES)}); none is of type {', '.join(absent)}")
+            raise ValueError(
+                f"{source}: {STAR_MEAN} needs validation questions of all four STAR types "
+                f"({', '.join(STAR_TYPES)}); none is of type {', '.join(absent)}"
+            )
 
 
 class FinetuneAnswerer(QARecipe):
@@ -175,7 +179,11 @@ class FinetuneAnswerer(QARecipe):
             if self.uniform_frames:
                 return model.answerer_loss_uniform(part["frames"], part["qa_prompt"], part["answer"], options).loss
             return model.answerer_loss_with_localizer(
-                part["frames"], part["qa_prompt"], part["loc_prompt"], part["answer"], options,
+                part["frames"],
+                part["qa_prompt"],
+                part["loc_prompt"],
+                part["answer"],
+                options,
                 num_keyframes=self.num_keyframes,
             ).loss
 
@@ -187,21 +195,28 @@ class RefineLocalizer(QARecipe):
     branch = "localizer"
 
     def loss(self, model: SeViLA, batch: Batch) -> torch.Tensor:
-        return by_option_count(batch, lambda part, options: model.refine_localizer_loss(
-            part["frames"], part["qa_prompt"], part["loc_prompt"], part["answer"], options
-        ).loss)
+        return by_option_count(
+            batch,
+            lambda part, options: (
+                model.refine_localizer_loss(
+                    part["frames"], part["qa_prompt"], part["loc_prompt"], part["answer"], options
+                ).loss
+            ),
+        )
 
 
 RECIPES: dict[str, type[Recipe]] = {r.stage: r for r in (PretrainLocalizer, FinetuneAnswerer, RefineLocalizer)}
 
 
-def build_recipe(stage: str, num_keyframes: int = 4, uniform_frames: bool = False,
-                 select_by: str | None = None) -> Recipe:
+def build_recipe(
+    stage: str, num_keyframes: int = 4, uniform_frames: bool = False, select_by: str | None = None
+) -> Recipe:
     if stage not in RECIPES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(RECIPES)}")
     if select_by is not None and select_by not in SELECTION_METRICS[stage]:
-        raise ValueError(f"{stage} selects its best epoch by {' or '.join(SELECTION_METRICS[stage])}, "
-                         f"not {select_by!r}")
+        raise ValueError(
+            f"{stage} selects its best epoch by {' or '.join(SELECTION_METRICS[stage])}, not {select_by!r}"
+        )
     return RECIPES[stage](num_keyframes=num_keyframes, uniform_frames=uniform_frames, select_by=select_by)
 
 

@@ -45,7 +45,7 @@ _SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def _branch_key(key: str) -> bool:
-    key = key[len("model."):] if key.startswith("model.") else key
+    key = key[len("model.") :] if key.startswith("model.") else key
     return key.startswith(BLIP2_BRANCH_KEYS)
 
 
@@ -111,14 +111,20 @@ def copy_blip2_localizer(model: torch.nn.Module, source: str) -> list[str]:
     own = [key for key in model.state_dict() if key.startswith(BRANCH + ".")]
     missing = sorted(set(own) - set(tensors))
     if missing:
-        raise CheckpointError(f"{source}: lacks BLIP-2 weights for {len(missing)} localizer tensors, e.g. "
-                              f"{', '.join(missing[:3])}")
+        raise CheckpointError(
+            f"{source}: lacks BLIP-2 weights for {len(missing)} localizer tensors, e.g. {', '.join(missing[:3])}"
+        )
     report = load_converted(model, ConvertedState(tensors, [], []), source)
     if report.unexpected:  # a BLIP-2 Q-Former with more layers than the model's
-        raise CheckpointError(f"{source}: Q-Former weights the model does not have, e.g. "
-                              f"{', '.join(sorted(report.unexpected)[:3])}")
-    logger.info("localizer replaced by BLIP-2's Q-Former from %s (%d tensors: vision LayerNorm, query tokens, "
-                "Q-Former, projection)", source, len(report.loaded))
+        raise CheckpointError(
+            f"{source}: Q-Former weights the model does not have, e.g. {', '.join(sorted(report.unexpected)[:3])}"
+        )
+    logger.info(
+        "localizer replaced by BLIP-2's Q-Former from %s (%d tensors: vision LayerNorm, query tokens, "
+        "Q-Former, projection)",
+        source,
+        len(report.loaded),
+    )
     return report.loaded
 
 

@@ -46,8 +46,9 @@ def oracle_positions(evidence: Evidence, times: list[float], k: int) -> list[int
                 chosen.append(window.pop(len(window) // 2))
     if len(chosen) < k:
         centres = [(s + e) / 2 for s, e in evidence.windows]
-        rest = sorted((j for j in range(len(times)) if j not in chosen),
-                      key=lambda j: min(abs(times[j] - c) for c in centres))
+        rest = sorted(
+            (j for j in range(len(times)) if j not in chosen), key=lambda j: min(abs(times[j] - c) for c in centres)
+        )
         chosen += rest[: k - len(chosen)]
     return sorted(chosen)
 
@@ -92,8 +93,12 @@ def evaluate_choice(
         total_keyframes += len(times)
     n = max(len(records), 1)
     correct = sum(sum(v) for v in by_type.values())
-    return Scores(100 * correct / n, 100 * hits / n, 100 * in_window / max(total_keyframes, 1),
-                  {kind: 100 * sum(v) / len(v) for kind, v in sorted(by_type.items())})
+    return Scores(
+        100 * correct / n,
+        100 * hits / n,
+        100 * in_window / max(total_keyframes, 1),
+        {kind: 100 * sum(v) / len(v) for kind, v in sorted(by_type.items())},
+    )
 
 
 def with_localizer(answerer_model: SeViLA, localizer_model: SeViLA) -> SeViLA:

@@ -65,13 +65,19 @@ def _frame_loss(model: SeViLA, batch: list[tuple[np.ndarray, FrameTask]], rng: n
 def _text_loss(model: SeViLA, tasks: list[FrameTask]) -> torch.Tensor:
     encoded = model.text([task.prompt for task in tasks])
     labels, decoder_mask = model.text.labels([task.target for task in tasks])
-    return scoring.sequence_loss(model.language_model, model.embed_tokens(encoded.ids), encoded.mask, labels,
-                                 decoder_mask)
+    return scoring.sequence_loss(
+        model.language_model, model.embed_tokens(encoded.ids), encoded.mask, labels, decoder_mask
+    )
 
 
 def pretrain_language_model(
-    model: SeViLA, max_steps: int = 4000, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-    check_every: int = 200, progress: bool = True,
+    model: SeViLA,
+    max_steps: int = 4000,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    check_every: int = 200,
+    progress: bool = True,
 ) -> tuple[list[float], float | None]:
     """Train T5 alone on the text option tasks (`sevila_toy.demo.text_tasks`); returns the loss per step and the
     last measured accuracy (%) of looking up a word's option (None if training ended before any check).
@@ -103,8 +109,13 @@ def pretrain_language_model(
         if (step + 1) % check_every:
             continue
         accuracy = option_lookup_accuracy(model, options, count=150, seed=step)
-        logger.info("language model step %d: loss %.3f, lookup among %d options %.1f%%", step + 1,
-                    sum(losses[-check_every:]) / check_every, options, accuracy)
+        logger.info(
+            "language model step %d: loss %.3f, lookup among %d options %.1f%%",
+            step + 1,
+            sum(losses[-check_every:]) / check_every,
+            options,
+            accuracy,
+        )
         bar.set_postfix(options=options, lookup=f"{accuracy:.0f}%")
         if options == MAX_OPTIONS and accuracy >= MASTERY:
             break
@@ -114,7 +125,11 @@ def pretrain_language_model(
 
 
 def pretrain_language_model_with_restarts(
-    model: SeViLA, seeds: Sequence[int], max_steps: int, batch_size: int, check_every: int = 200,
+    model: SeViLA,
+    seeds: Sequence[int],
+    max_steps: int,
+    batch_size: int,
+    check_every: int = 200,
     progress: bool = True,
 ) -> dict[int, dict[str, float | None]]:
     """`pretrain_language_model` from a fresh T5 for each seed in turn, until one reaches `MASTERY`.
@@ -127,8 +142,9 @@ def pretrain_language_model_with_restarts(
     for seed in seeds:
         torch.manual_seed(seed)
         model.language_model = build_language_model(model.config)
-        losses, accuracy = pretrain_language_model(model, max_steps, batch_size, seed=seed,
-                                                   check_every=check_every, progress=progress)
+        losses, accuracy = pretrain_language_model(
+            model, max_steps, batch_size, seed=seed, check_every=check_every, progress=progress
+        )
         tried[seed] = {"steps": len(losses), "lookup_among_five": accuracy}
         logger.info("language model seed %d: %d steps, lookup %s%%", seed, len(losses), accuracy)
         if accuracy is not None and accuracy >= MASTERY:

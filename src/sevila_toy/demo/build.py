@@ -82,42 +82,92 @@ class Settings:
     frame tasks stalled on T5's option-letter plateau, and every stage built on it would answer at chance. Such a
     backbone is set aside and the frame tasks start again from the next of `frame_seeds`; when none is left the
     build stops (`BackboneNotLearned`)."""
-    epochs: dict[str, int] = field(default_factory=lambda: {
-        "pretrain-localizer": 5, "finetune-answerer": 5, "uniform": 5, "refine-localizer": 3,
-    })
+    epochs: dict[str, int] = field(
+        default_factory=lambda: {
+            "pretrain-localizer": 5,
+            "finetune-answerer": 5,
+            "uniform": 5,
+            "refine-localizer": 3,
+        }
+    )
     batch_size: int = 8
-    lr: dict[str, float] = field(default_factory=lambda: {
-        "pretrain-localizer": 1e-3, "finetune-answerer": 1e-4, "uniform": 1e-4, "refine-localizer": 1e-4,
-    })
+    lr: dict[str, float] = field(
+        default_factory=lambda: {
+            "pretrain-localizer": 1e-3,
+            "finetune-answerer": 1e-4,
+            "uniform": 1e-4,
+            "refine-localizer": 1e-4,
+        }
+    )
     """Per stage. The stages that fine-tune a branch which already does its job take a tenth of the localizer
     pre-training's rate, so that they keep what the backbone reads (docs/demo.md, "What it took" (d))."""
     warmup_steps: int = 20
 
 
-QUICK = Settings(videos=12, language_max_steps=4, language_batch=4, language_seeds=(0,), backbone_scenes=12,
-                 vision_steps=4, vision_batch=4, backbone_steps=4, backbone_batch=4, backbone_check_tasks=100,
-                 frame_seeds=(0,),
-                 epochs={"pretrain-localizer": 1, "finetune-answerer": 1, "uniform": 1, "refine-localizer": 1},
-                 batch_size=2, warmup_steps=1, min_colour_accuracy=0.0)
+QUICK = Settings(
+    videos=12,
+    language_max_steps=4,
+    language_batch=4,
+    language_seeds=(0,),
+    backbone_scenes=12,
+    vision_steps=4,
+    vision_batch=4,
+    backbone_steps=4,
+    backbone_batch=4,
+    backbone_check_tasks=100,
+    frame_seeds=(0,),
+    epochs={"pretrain-localizer": 1, "finetune-answerer": 1, "uniform": 1, "refine-localizer": 1},
+    batch_size=2,
+    warmup_steps=1,
+    min_colour_accuracy=0.0,
+)
 
 
 def toy_tokenizer():
     return build_word_tokenizer([*world_vocabulary(), *EXTRA_WORDS, *TEXT_WORDS])
 
 
-def _stage_config(stage: str, model: str, out: Path, data: Path, settings: Settings, seed: int, *,
-                  epochs: int, lr: float, train_frames: int, eval_frames: int, uniform: bool = False) -> dict:
+def _stage_config(
+    stage: str,
+    model: str,
+    out: Path,
+    data: Path,
+    settings: Settings,
+    seed: int,
+    *,
+    epochs: int,
+    lr: float,
+    train_frames: int,
+    eval_frames: int,
+    uniform: bool = False,
+) -> dict:
     kind = "moments" if stage == "pretrain-localizer" else "qa"
     return {
-        "stage": stage, "model": model, "output_dir": str(out), "epochs": epochs,
-        "batch_size": settings.batch_size, "eval_batch_size": 8, "seed": seed, "uniform_frames": uniform,
-        "num_keyframes": 4, "checkpoint_every_steps": 0, "log_every_steps": 10, "tensorboard": False,
+        "stage": stage,
+        "model": model,
+        "output_dir": str(out),
+        "epochs": epochs,
+        "batch_size": settings.batch_size,
+        "eval_batch_size": 8,
+        "seed": seed,
+        "uniform_frames": uniform,
+        "num_keyframes": 4,
+        "checkpoint_every_steps": 0,
+        "log_every_steps": 10,
+        "tensorboard": False,
         # Whole frames: the world's shapes sit anywhere, and the original's crop (down to half the frame) cuts
         # the evidence out of some clips. Whole frames also repeat across epochs, so the ViT's output is kept.
         "cache_vision_states": True,
-        "data": {"train": str(data / f"{kind}_train.jsonl"), "val": str(data / f"{kind}_val.jsonl"),
-                 "video_root": str(data / "videos"), "train_frames": train_frames, "eval_frames": eval_frames,
-                 "image_size": 64, "num_workers": 0, "augment": False},
+        "data": {
+            "train": str(data / f"{kind}_train.jsonl"),
+            "val": str(data / f"{kind}_val.jsonl"),
+            "video_root": str(data / "videos"),
+            "train_frames": train_frames,
+            "eval_frames": eval_frames,
+            "image_size": 64,
+            "num_workers": 0,
+            "augment": False,
+        },
         "optim": {"lr": lr, "warmup_steps": settings.warmup_steps, "weight_decay": 0.05},
     }
 
@@ -152,14 +202,19 @@ def pretrain_language_part(settings: Settings, progress: bool = True) -> tuple[d
     """Step 0 of the backbone: T5 alone on the text option lookups. Returns T5's weights and what happened."""
     model = _fresh_toy_model()
     began = time.perf_counter()
-    tried = pretrain_language_model_with_restarts(model, settings.language_seeds, settings.language_max_steps,
-                                                  settings.language_batch, progress=progress)
+    tried = pretrain_language_model_with_restarts(
+        model, settings.language_seeds, settings.language_max_steps, settings.language_batch, progress=progress
+    )
     lookup = option_lookup_accuracy(model, count=settings.backbone_check_tasks // 2)
     minutes = (time.perf_counter() - began) / 60
-    logger.info("language model: %.1f min; seeds tried %s; lookup among five %.1f%% on fresh tasks",
-                minutes, tried, lookup)
-    return model.language_model.state_dict(), {"seeds_tried": tried, "minutes": round(minutes, 1),
-                                               "lookup_among_five": lookup}
+    logger.info(
+        "language model: %.1f min; seeds tried %s; lookup among five %.1f%% on fresh tasks", minutes, tried, lookup
+    )
+    return model.language_model.state_dict(), {
+        "seeds_tried": tried,
+        "minutes": round(minutes, 1),
+        "lookup_among_five": lookup,
+    }
 
 
 def pretrain_vision_part(settings: Settings, progress: bool = True) -> tuple[dict, dict]:
@@ -167,13 +222,21 @@ def pretrain_vision_part(settings: Settings, progress: bool = True) -> tuple[dic
     model = _fresh_toy_model()
     began = time.perf_counter()
     held_out = _held_out_scenes(settings)
-    _, facts_read = pretrain_vision(model, settings.vision_steps, settings.vision_batch, progress=progress,
-                                    scenes_per_draw=settings.backbone_scenes,
-                                    held_out=(held_out, render_all(held_out)))
+    _, facts_read = pretrain_vision(
+        model,
+        settings.vision_steps,
+        settings.vision_batch,
+        progress=progress,
+        scenes_per_draw=settings.backbone_scenes,
+        held_out=(held_out, render_all(held_out)),
+    )
     minutes = (time.perf_counter() - began) / 60
     logger.info("vision: %.1f min; facts read by the probes on frames of unseen scenes: %s", minutes, facts_read)
-    return model.vision.state_dict(), {"steps": settings.vision_steps, "minutes": round(minutes, 1),
-                                       "facts_read_on_unseen_frames": facts_read}
+    return model.vision.state_dict(), {
+        "steps": settings.vision_steps,
+        "minutes": round(minutes, 1),
+        "facts_read_on_unseen_frames": facts_read,
+    }
 
 
 def _held_out_scenes(settings: Settings) -> list:
@@ -198,8 +261,9 @@ def _worker_pool(jobs: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
-def _language_and_vision_parts(out: Path, settings: Settings, progress: bool, parallel: bool
-                               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+def _language_and_vision_parts(
+    out: Path, settings: Settings, progress: bool, parallel: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
     """T5's and the ViT's weights after their own pre-training, and what was measured of them; kept in
     ``OUT/backbone-parts`` so that a resumed build, or another try at the frame tasks, starts from them.
 
@@ -207,22 +271,32 @@ def _language_and_vision_parts(out: Path, settings: Settings, progress: bool, pa
     one-thread processes (logs: ``OUT/backbone-language.log`` and ``OUT/backbone-vision.log``)."""
     parts = out / "backbone-parts"
     if (parts / "facts.json").is_file():
-        return (load_file(parts / "language.safetensors"), load_file(parts / "vision.safetensors"),
-                json.loads((parts / "facts.json").read_text()))
+        return (
+            load_file(parts / "language.safetensors"),
+            load_file(parts / "vision.safetensors"),
+            json.loads((parts / "facts.json").read_text()),
+        )
     began = time.perf_counter()
     if parallel:
-        logger.info("language and vision pre-training side by side; logs: %s, %s",
-                    out / "backbone-language.log", out / "backbone-vision.log")
+        logger.info(
+            "language and vision pre-training side by side; logs: %s, %s",
+            out / "backbone-language.log",
+            out / "backbone-vision.log",
+        )
         with _worker_pool(2) as pool:
-            language = pool.submit(_in_worker, out / "backbone-language.log", pretrain_language_part, settings,
-                                   progress)
+            language = pool.submit(
+                _in_worker, out / "backbone-language.log", pretrain_language_part, settings, progress
+            )
             vision = pool.submit(_in_worker, out / "backbone-vision.log", pretrain_vision_part, settings, progress)
             (t5_weights, language_facts), (vit_weights, vision_facts) = language.result(), vision.result()
     else:
         t5_weights, language_facts = pretrain_language_part(settings, progress)
         vit_weights, vision_facts = pretrain_vision_part(settings, progress)
-    facts = {"language_model": language_facts, "vision": vision_facts,
-             "minutes": round((time.perf_counter() - began) / 60, 1)}
+    facts = {
+        "language_model": language_facts,
+        "vision": vision_facts,
+        "minutes": round((time.perf_counter() - began) / 60, 1),
+    }
     logger.info("language and vision pre-training: %.1f min", facts["minutes"])
     parts.mkdir(parents=True, exist_ok=True)
     # Cloned one by one: T5 ties its embeddings, and safetensors stores no tensors that share memory.
@@ -261,25 +335,45 @@ def build_backbone(out: Path, settings: Settings, progress: bool = True, paralle
         model = _fresh_toy_model(seed)
         model.language_model.load_state_dict(t5_weights)
         model.vision.load_state_dict(vit_weights)
-        losses = pretrain_backbone(model, scenes, frames, settings.backbone_steps, settings.backbone_batch,
-                                   seed=seed, progress=progress)
+        losses = pretrain_backbone(
+            model, scenes, frames, settings.backbone_steps, settings.backbone_batch, seed=seed, progress=progress
+        )
         accuracy = frame_task_accuracy(model, held_out, count=settings.backbone_check_tasks)
         accuracy["text option lookup"] = option_lookup_accuracy(model, count=settings.backbone_check_tasks // 2)
         minutes = (time.perf_counter() - began) / 60
-        logger.info("backbone, frame tasks from seed %d: loss %.3f -> %.3f in %.1f min; accuracy (frames of unseen "
-                    "scenes; text) %s", seed, losses[0], sum(losses[-20:]) / len(losses[-20:]), minutes, accuracy)
+        logger.info(
+            "backbone, frame tasks from seed %d: loss %.3f -> %.3f in %.1f min; accuracy (frames of unseen "
+            "scenes; text) %s",
+            seed,
+            losses[0],
+            sum(losses[-20:]) / len(losses[-20:]),
+            minutes,
+            accuracy,
+        )
         colour = accuracy.get(COLOUR_CHECK, 0.0)
         if colour >= settings.min_colour_accuracy:
-            facts.update(frame_steps=settings.backbone_steps, frame_seed=seed, frame_minutes=round(minutes, 1),
-                         rejected_frame_seeds=rejections, accuracy=accuracy)
+            facts.update(
+                frame_steps=settings.backbone_steps,
+                frame_seed=seed,
+                frame_minutes=round(minutes, 1),
+                rejected_frame_seeds=rejections,
+                accuracy=accuracy,
+            )
             model.save_pretrained(backbone)
             report.write_text(json.dumps(facts, indent=2) + "\n")
             return backbone
-        logger.warning("backbone, frame tasks from seed %d: single-frame colour questions %.1f%% right, below "
-                       "%.0f%%; set aside as %s", seed, colour, settings.min_colour_accuracy, rejected)
+        logger.warning(
+            "backbone, frame tasks from seed %d: single-frame colour questions %.1f%% right, below "
+            "%.0f%%; set aside as %s",
+            seed,
+            colour,
+            settings.min_colour_accuracy,
+            rejected,
+        )
         model.save_pretrained(rejected)  # kept for inspection, never used by a stage
-        (out / "backbone-rejected_accuracy.json").write_text(json.dumps({**facts, "accuracy": accuracy}, indent=2)
-                                                              + "\n")
+        (out / "backbone-rejected_accuracy.json").write_text(
+            json.dumps({**facts, "accuracy": accuracy}, indent=2) + "\n"
+        )
         rejections[str(seed)] = {"minutes": round(minutes, 1), "accuracy": accuracy}
         rejections_file.write_text(json.dumps(rejections, indent=2) + "\n")
     raise BackboneNotLearned(
@@ -304,8 +398,19 @@ def build_seed(out: Path, seed: int, settings: Settings, backbone: Path) -> dict
 
     def stage(name: str, stage_name: str, start: Path, **kw) -> Path:
         began = time.perf_counter()
-        best = _run_stage(_stage_config(stage_name, str(start), out / name, data, settings, seed,
-                                        epochs=settings.epochs[name], lr=settings.lr[name], **kw))
+        best = _run_stage(
+            _stage_config(
+                stage_name,
+                str(start),
+                out / name,
+                data,
+                settings,
+                seed,
+                epochs=settings.epochs[name],
+                lr=settings.lr[name],
+                **kw,
+            )
+        )
         logger.info("seed %d: %s done in %.1f min", seed, name, (time.perf_counter() - began) / 60)
         return best
 
@@ -334,17 +439,21 @@ def build_seed(out: Path, seed: int, settings: Settings, backbone: Path) -> dict
     return rows
 
 
-def build_seeds(out: Path, seeds: list[int], settings: Settings, backbone: Path, jobs: int,
-                progress: bool = True) -> dict[int, dict[str, Scores]]:
+def build_seeds(
+    out: Path, seeds: list[int], settings: Settings, backbone: Path, jobs: int, progress: bool = True
+) -> dict[int, dict[str, Scores]]:
     """`build_seed` for every seed, ``jobs`` at a time in worker processes (in this one when ``jobs`` is 1)."""
     if jobs <= 1:
         return {seed: build_seed(out / f"seed{seed}", seed, settings, backbone) for seed in seeds}
     logger.info("building seeds %s, %d at a time; each one's log: %s", seeds, jobs, out / "seed<N>.log")
     with _worker_pool(jobs) as pool:
-        futures = {pool.submit(_in_worker, out / f"seed{seed}.log", build_seed, out / f"seed{seed}", seed, settings,
-                               backbone): seed for seed in seeds}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="seeds", unit="seed",
-                           disable=not progress):
+        futures = {
+            pool.submit(
+                _in_worker, out / f"seed{seed}.log", build_seed, out / f"seed{seed}", seed, settings, backbone
+            ): seed
+            for seed in seeds
+        }
+        for future in tqdm(as_completed(futures), total=len(futures), desc="seeds", unit="seed", disable=not progress):
             future.result()  # a failed seed stops the build with its own error
     return {seed: future.result() for future, seed in futures.items()}  # in the order of ``seeds``
 
@@ -366,8 +475,10 @@ def table(per_seed: dict[int, dict[str, Scores]]) -> str:
         "|---|---|---|---|",
     ]
     for name in names:
-        cells = [_mean_std([getattr(s[name], f) for s in per_seed.values()])
-                 for f in ("accuracy", "evidence_hit", "keyframe_precision")]
+        cells = [
+            _mean_std([getattr(s[name], f) for s in per_seed.values()])
+            for f in ("accuracy", "evidence_hit", "keyframe_precision")
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -378,8 +489,7 @@ def type_table(per_seed: dict[int, dict[str, Scores]]) -> str:
     types = sorted({t for scores in per_seed.values() for s in scores.values() for t in s.accuracy_by_type})
     lines = ["| setting | " + " | ".join(types) + " |", "|---|" + "---|" * len(types)]
     for name in rows:
-        cells = [_mean_std([s[name].accuracy_by_type.get(t) for s in per_seed.values()], with_std=False)
-                 for t in types]
+        cells = [_mean_std([s[name].accuracy_by_type.get(t) for s in per_seed.values()], with_std=False) for t in types]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -409,8 +519,7 @@ def ship(run: Path, dest: Path) -> Path:
     SeViLA.from_pretrained(run / SHIPPED_STAGE / "best").to(torch.bfloat16).save_pretrained(dest / "model")
     record = read_records(run / "data" / "qa_test.jsonl")[0]
     shutil.copy(run / "data" / "videos" / f"{record.video}.mp4", dest / "example.mp4")
-    example = {"video": "example.mp4", "question": record.question, "options": record.options,
-               "answer": record.answer}
+    example = {"video": "example.mp4", "question": record.question, "options": record.options, "answer": record.answer}
     (dest / "example.json").write_text(json.dumps(example, indent=2) + "\n")
     return dest
 
@@ -420,14 +529,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="working folder (resumable: finished steps are kept)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="a few-second smoke version (tests, CI)")
-    parser.add_argument("--ship", type=Path, metavar="DIR",
-                        help="write the first seed's model and an example video to this new or empty folder, in the "
-                             "layout of the shipped 'demo' model (to re-ship it, copy DIR over src/sevila/assets/demo "
-                             "in a checkout)")
-    parser.add_argument("--jobs", type=int, default=0,
-                        help="seeds built at once, as processes of one thread each (default: one per seed; 1: "
-                             "everything in this process, one step after another, with its log on the terminal; "
-                             "otherwise the backbone's language and vision pre-training also run side by side)")
+    parser.add_argument(
+        "--ship",
+        type=Path,
+        metavar="DIR",
+        help="write the first seed's model and an example video to this new or empty folder, in the "
+        "layout of the shipped 'demo' model (to re-ship it, copy DIR over src/sevila/assets/demo "
+        "in a checkout)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="seeds built at once, as processes of one thread each (default: one per seed; 1: "
+        "everything in this process, one step after another, with its log on the terminal; "
+        "otherwise the backbone's language and vision pre-training also run side by side)",
+    )
     args = parser.parse_args(argv)
     if args.ship:
         try:
@@ -443,18 +560,22 @@ def main(argv: list[str] | None = None) -> int:
     except BackboneNotLearned as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    per_seed = build_seeds(args.out, args.seeds, settings, backbone, jobs=args.jobs or len(args.seeds),
-                           progress=not args.quick)
+    per_seed = build_seeds(
+        args.out, args.seeds, settings, backbone, jobs=args.jobs or len(args.seeds), progress=not args.quick
+    )
     accuracy = json.loads((args.out / "backbone_accuracy.json").read_text())["accuracy"]
     text = table(per_seed) + "\nQA accuracy (%) by question type, mean over seeds:\n\n" + type_table(per_seed)
-    text += ("\nBackbone accuracy (frame tasks of unseen scenes, by kind and number of frames; "
-             "text-only option lookup): ")
+    text += (
+        "\nBackbone accuracy (frame tasks of unseen scenes, by kind and number of frames; text-only option lookup): "
+    )
     text += ", ".join(f"{kind} {value:.1f}%" for kind, value in accuracy.items()) + ".\n"
     minutes = (time.perf_counter() - started) / 60
     (args.out / "ablations.md").write_text(
-        text + f"\n{minutes:.1f} minutes on this machine for this run (steps finished earlier are reused).\n")
-    (args.out / "ablations.json").write_text(json.dumps(
-        {seed: {k: asdict(v) for k, v in rows.items()} for seed, rows in per_seed.items()}, indent=2) + "\n")
+        text + f"\n{minutes:.1f} minutes on this machine for this run (steps finished earlier are reused).\n"
+    )
+    (args.out / "ablations.json").write_text(
+        json.dumps({seed: {k: asdict(v) for k, v in rows.items()} for seed, rows in per_seed.items()}, indent=2) + "\n"
+    )
     print(text)
     if args.ship:
         shipped = ship(args.out / f"seed{args.seeds[0]}", args.ship)

@@ -22,9 +22,34 @@ from sevila_toy.synth.world import COLOURS, COUNT_WORDS, DIRECTIONS, SHAPES, WHI
 CAPTION_PROMPT = "Describe the frame."
 YES_NO_TEMPLATE = "Is there a {colour} {shape}? Answer yes or no."
 YES_NO = ("yes", "no")
-EXTRA_WORDS = ("Describe", "Is", "there", "a", "Answer", "yes", "or", "no", "and", "nothing", "white",
-               "What", "colour", "is", "the", "shape", "How", "many", "shapes", "are", "Which", "way", "moving",
-               "one", "zero", "it")
+EXTRA_WORDS = (
+    "Describe",
+    "Is",
+    "there",
+    "a",
+    "Answer",
+    "yes",
+    "or",
+    "no",
+    "and",
+    "nothing",
+    "white",
+    "What",
+    "colour",
+    "is",
+    "the",
+    "shape",
+    "How",
+    "many",
+    "shapes",
+    "are",
+    "Which",
+    "way",
+    "moving",
+    "one",
+    "zero",
+    "it",
+)
 _NAMES = {rgb: name for name, rgb in COLOURS.items()} | {WHITE_RGB: "white"}
 
 
@@ -72,8 +97,7 @@ def _choice(options: list[str], answer: str, rng: np.random.Generator, size: int
     return shuffled, shuffled.index(answer)
 
 
-def _multiple_choice(kind: str, question: str, options: list[str], answer: str, rng: np.random.Generator
-                     ) -> FrameTask:
+def _multiple_choice(kind: str, question: str, options: list[str], answer: str, rng: np.random.Generator) -> FrameTask:
     shuffled, index = _choice(options, answer, rng)
     letters = [prompts.answer_target(i) for i in range(len(shuffled))]
     return FrameTask(prompts.qa_prompt(question, shuffled), letters[index], tuple(letters), kind, tuple(shuffled))
@@ -97,15 +121,22 @@ def frame_tasks(scene: Scene, frames: int | Sequence[int], rng: np.random.Genera
     for colour, found in by_colour.items():
         if len(found) == 1:
             tasks.append(
-                _multiple_choice("shape", f"What shape is the {colour} one?", list(SHAPES), found[0].shape, rng))
+                _multiple_choice("shape", f"What shape is the {colour} one?", list(SHAPES), found[0].shape, rng)
+            )
     whites = sum(o.colour == "white" for o in objects)
     if whites >= 2:
-        tasks.append(_multiple_choice("count", "How many white shapes are there?", list(COUNT_WORDS.values()),
-                                      COUNT_WORDS[whites], rng))
+        tasks.append(
+            _multiple_choice(
+                "count", "How many white shapes are there?", list(COUNT_WORDS.values()), COUNT_WORDS[whites], rng
+            )
+        )
     for o in objects:
         if o.direction is not None:
-            tasks.append(_multiple_choice("direction", f"Which way is the {o.colour} {o.shape} moving?",
-                                          list(DIRECTIONS), o.direction, rng))
+            tasks.append(
+                _multiple_choice(
+                    "direction", f"Which way is the {o.colour} {o.shape} moving?", list(DIRECTIONS), o.direction, rng
+                )
+            )
     # Yes/no, balanced: something present, or a look nothing in the frame has.
     present = {(o.colour, o.shape) for o in objects}
     if objects and rng.random() < 0.5:
@@ -136,8 +167,9 @@ def pick_frames(scene: Scene, num_frames: int, frames_per_task: int, rng: np.ran
     return sorted([first, *(int(f) for f in others)])
 
 
-def sample_tasks(scenes: list[Scene], frames: np.ndarray, count: int, rng: np.random.Generator,
-                 frames_per_task: int = 1) -> Iterator[tuple[np.ndarray, FrameTask]]:
+def sample_tasks(
+    scenes: list[Scene], frames: np.ndarray, count: int, rng: np.random.Generator, frames_per_task: int = 1
+) -> Iterator[tuple[np.ndarray, FrameTask]]:
     """``count`` (pixels, task) pairs: ``frames_per_task`` frames of a random scene, as an array
     ``(frames_per_task, H, W, 3)``, and one of the tasks they support.
 

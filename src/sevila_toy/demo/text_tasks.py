@@ -18,7 +18,10 @@ from sevila_toy.demo.frame_tasks import FrameTask
 from sevila_toy.synth.world import COLOURS, COUNT_WORDS, DIRECTIONS, SHAPES
 
 OPTION_WORDS: tuple[tuple[str, ...], ...] = (
-    tuple(COLOURS), tuple(SHAPES), tuple(DIRECTIONS), tuple(COUNT_WORDS.values()),
+    tuple(COLOURS),
+    tuple(SHAPES),
+    tuple(DIRECTIONS),
+    tuple(COUNT_WORDS.values()),
 )
 """The answer vocabularies of the synthetic world's questions; each task draws its options from one."""
 TEXT_WORDS = ("Which", "option", "is", "What")
@@ -38,12 +41,16 @@ def options_at(step: int) -> int:
 
 def _listing(question: str, options: list[str]) -> str:
     """The answerer prompt's question and options, without its closing instruction (shorter, so cheaper)."""
-    return "Question: " + question + "".join(
-        f" Option {letter}: {option}" for letter, option in zip(prompts.OPTION_LETTERS, options))
+    return (
+        "Question: "
+        + question
+        + "".join(f" Option {letter}: {option}" for letter, option in zip(prompts.OPTION_LETTERS, options))
+    )
 
 
-def option_task(rng: np.random.Generator, max_options: int = MAX_OPTIONS, reverse_share: float = REVERSE_SHARE
-                ) -> FrameTask:
+def option_task(
+    rng: np.random.Generator, max_options: int = MAX_OPTIONS, reverse_share: float = REVERSE_SHARE
+) -> FrameTask:
     """A reverse lookup (probability ``reverse_share``; target: the option's word) or else a forward lookup
     (target: ``"Option K"``, as the answerer says it), with up to ``max_options`` options."""
     vocabulary = OPTION_WORDS[rng.integers(len(OPTION_WORDS))]

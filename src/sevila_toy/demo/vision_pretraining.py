@@ -51,13 +51,17 @@ def frame_facts(scene: Scene, frame: int) -> dict[str, int]:
     coloured = [o for o in objects if o.colour != "white"]
     moving = [o.direction for o in objects if o.direction is not None]
     whites = min(sum(o.colour == "white" for o in objects), FACTS["white shapes"][-1])
-    facts = {"white shapes": FACTS["white shapes"].index(whites),
-             "direction": FACTS["direction"].index(moving[0]) if moving else UNKNOWN}
+    facts = {
+        "white shapes": FACTS["white shapes"].index(whites),
+        "direction": FACTS["direction"].index(moving[0]) if moving else UNKNOWN,
+    }
     if len(coloured) > 1:
         facts |= {"colour": UNKNOWN, "shape": UNKNOWN}
     else:
-        facts |= {"colour": FACTS["colour"].index(coloured[0].colour if coloured else NONE),
-                  "shape": FACTS["shape"].index(coloured[0].shape if coloured else NONE)}
+        facts |= {
+            "colour": FACTS["colour"].index(coloured[0].colour if coloured else NONE),
+            "shape": FACTS["shape"].index(coloured[0].shape if coloured else NONE),
+        }
     return facts
 
 
@@ -71,8 +75,9 @@ class _Probes(torch.nn.Module):
     def __init__(self, width: int):
         super().__init__()
         self.queries = torch.nn.Parameter(torch.randn(len(FACTS), width) * width**-0.5)
-        self.heads = torch.nn.ModuleDict({_key(name): torch.nn.Linear(width, len(classes))
-                                          for name, classes in FACTS.items()})
+        self.heads = torch.nn.ModuleDict(
+            {_key(name): torch.nn.Linear(width, len(classes)) for name, classes in FACTS.items()}
+        )
 
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         weights = torch.softmax(torch.einsum("fd,btd->bft", self.queries, tokens) * tokens.shape[-1] ** -0.5, -1)
@@ -87,12 +92,16 @@ def _key(name: str) -> str:
 def _loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
     """Summed cross-entropy of the facts; a fact no frame of the batch settles adds nothing (its mean over no
     frames would be NaN)."""
-    return sum(torch.nn.functional.cross_entropy(logits[n], targets[n], ignore_index=UNKNOWN)
-               for n in FACTS if (targets[n] != UNKNOWN).any())
+    return sum(
+        torch.nn.functional.cross_entropy(logits[n], targets[n], ignore_index=UNKNOWN)
+        for n in FACTS
+        if (targets[n] != UNKNOWN).any()
+    )
 
 
-def _batch(model: SeViLA, scenes: list[Scene], frames: np.ndarray, size: int, rng: np.random.Generator
-           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _batch(
+    model: SeViLA, scenes: list[Scene], frames: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     scene_ids = [int(rng.integers(len(scenes))) for _ in range(size)]
     chosen = [(i, pick_frames(scenes[i], frames.shape[1], 1, rng)[0]) for i in scene_ids]
     pixels = with_noise(np.stack([frames[i, f] for i, f in chosen]), rng)
@@ -102,9 +111,16 @@ def _batch(model: SeViLA, scenes: list[Scene], frames: np.ndarray, size: int, rn
 
 
 def pretrain_vision(
-    model: SeViLA, steps: int = 2000, batch_size: int = 64, lr: float = 5e-4, seed: int = 0,
-    progress: bool = True, scenes_per_draw: int = 300, steps_per_draw: int = 100,
-    held_out: tuple[Sequence[Scene], np.ndarray] | None = None, check_frames: int = 512,
+    model: SeViLA,
+    steps: int = 2000,
+    batch_size: int = 64,
+    lr: float = 5e-4,
+    seed: int = 0,
+    progress: bool = True,
+    scenes_per_draw: int = 300,
+    steps_per_draw: int = 100,
+    held_out: tuple[Sequence[Scene], np.ndarray] | None = None,
+    check_frames: int = 512,
 ) -> tuple[list[float], dict[str, float]]:
     """Train ``model.vision`` to read `FACTS` from frames of scenes it draws itself: ``scenes_per_draw`` new
     scenes every ``steps_per_draw`` steps. Fresh scenes, not a fixed set: on a fixed set (a thousand or so
@@ -147,8 +163,9 @@ def pretrain_vision(
 
 
 @torch.no_grad()
-def _probe_accuracy(model: SeViLA, probes: _Probes, scenes: list[Scene], frames: np.ndarray, count: int,
-                    seed: int) -> dict[str, float]:
+def _probe_accuracy(
+    model: SeViLA, probes: _Probes, scenes: list[Scene], frames: np.ndarray, count: int, seed: int
+) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     right = {name: 0 for name in FACTS}
     seen = {name: 0 for name in FACTS}

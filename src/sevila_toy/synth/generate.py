@@ -56,7 +56,13 @@ class SynthVideo:
     def qa_records(self) -> list[QARecord]:
         return [
             QARecord(
-                self.qid(i), self.name, DATASET, q.text, q.options, q.answer, q.type,
+                self.qid(i),
+                self.name,
+                DATASET,
+                q.text,
+                q.options,
+                q.answer,
+                q.type,
                 extra={"grounding_windows": self.evidence(i).windows, "fps": FPS, "duration": DURATION},
             )
             for i, q in enumerate(self.questions)
@@ -64,9 +70,7 @@ class SynthVideo:
 
     def moment_records(self) -> list[MomentRecord]:
         return [
-            MomentRecord(
-                f"{e.kind}_{self.name}_{i}", self.name, e.query(), DURATION, [[e.first / FPS, e.last / FPS]]
-            )
+            MomentRecord(f"{e.kind}_{self.name}_{i}", self.name, e.query(), DURATION, [[e.first / FPS, e.last / FPS]])
             for i, e in enumerate(self.scene.events)
         ]
 

@@ -165,7 +165,11 @@ def _count_question(event: Flash, rng: np.random.Generator) -> _Parts:
 
 
 _SUBJECTS: dict[str, type[Event]] = {
-    "colour": Appear, "shape": Appear, "direction": Move, "recolour": Change, "count": Flash,
+    "colour": Appear,
+    "shape": Appear,
+    "direction": Move,
+    "recolour": Change,
+    "count": Flash,
 }
 _TEMPLATES: dict[str, Callable[[Any, np.random.Generator], _Parts]] = {
     "colour": _colour_question,

@@ -9,7 +9,7 @@ file: on CPUs with AVX-512, x264's kernels made the output depend on what earlie
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from sevila_toy.synth.world import BACKGROUND_RGB, FPS, NUM_FRAMES, SIZE, Scene,
 CRF = "12"
 
 
-@lru_cache(maxsize=None)
+@cache
 def shape_mask(shape: str, radius: int) -> np.ndarray:
     """Boolean ``(2r+1, 2r+1)`` mask of a shape centred in its box (triangles point up)."""
     y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1]

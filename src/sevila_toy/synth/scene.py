@@ -22,13 +22,13 @@ from sevila_toy.synth.world import (
     COLOURS,
     COUNT_WORDS,
     DIRECTIONS,
+    EVENT_TYPES,
     GREY_RGB,
     NUM_FRAMES,
     RADIUS,
     SHAPES,
     SIZE,
     WHITE_RGB,
-    EVENT_TYPES,
     Appear,
     Change,
     Event,
@@ -136,9 +136,7 @@ def _clearance(xy: np.ndarray, first: int, background: Sequence[Sprite], radius:
     return min(gaps, default=float("inf"))
 
 
-def _place(
-    rng: np.random.Generator, first: int, offsets: np.ndarray, background: Sequence[Sprite]
-) -> np.ndarray:
+def _place(rng: np.random.Generator, first: int, offsets: np.ndarray, background: Sequence[Sprite]) -> np.ndarray:
     """Centres ``anchor + offsets`` inside the frame for an event shape, clear of the background if possible."""
     low = RADIUS - offsets.min(axis=0)
     high = SIZE - 1 - RADIUS - offsets.max(axis=0)

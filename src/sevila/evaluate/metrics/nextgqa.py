@@ -193,8 +193,10 @@ def read_nextgqa_annotations(paths: Sequence[str | os.PathLike[str]]) -> list[Gr
     if len(groundings) == 1 and len(csvs) <= 1 and not records:
         if not csvs:
             return questions_from_grounding(groundings[0])
-        raise ValueError(f"{csvs[0]}: the benchmark's csv must first be converted to records with its grounding "
-                         f"file (sevila prepare nextgqa {csvs[0]} {groundings[0]} -o records.jsonl)")
+        raise ValueError(
+            f"{csvs[0]}: the benchmark's csv must first be converted to records with its grounding "
+            f"file (sevila prepare nextgqa {csvs[0]} {groundings[0]} -o records.jsonl)"
+        )
     given = " ".join(map(str, paths)) or "nothing"
     raise ValueError(f"NExT-GQA annotations: give records.jsonl, or CSV + gsub JSON, or gsub JSON; got {given}")
 
