@@ -6,10 +6,15 @@ Thin: sorting the inputs, converting and writing live in `sevila.data`.
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
+from collections.abc import Iterable
 
+from sevila.cli import CommandError
 from sevila.data import convert, sort_inputs, write_records, write_sevila
 from sevila.data.converters import CONVERTIBLE_DATASETS
+from sevila.data.sources import os_problem
 
 DESCRIPTION = """\
 Convert one split of a dataset from its original release files into records, one JSON object per line
@@ -27,7 +32,8 @@ name or given by flag:
   qvhighlights  highlight_val_release.jsonl
 An original SeViLA preprocessed file (sevila_data/<dataset>/<split>.json) is accepted as annotation file.
 The summary (records in/out, skipped records and why, notes) goes to stderr. Malformed input fails with
-the file, line (or record index) and field. The output is written atomically.
+the file, line (or record index) and field. The output is written atomically (a failed run leaves no file
+and keeps an existing one) and may not be one of the input files.
 """
 
 
@@ -58,10 +64,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def check_output(output: str, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
+    """Refuse an output path that is an input file (the raw release would be overwritten) or cannot be a file."""
+    try:
+        info = os.stat(output)
+    except FileNotFoundError:
+        info = None  # a new file (or a dangling symlink, which the write replaces)
+    except OSError as err:
+        raise CommandError(f"{output}: cannot write the output: {os_problem(err)}") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise CommandError(f"{output}: is a directory; give the output file's path (e.g. {output}/val.jsonl)")
+    for path in inputs:
+        if path is None:
+            continue
+        try:
+            same = os.path.realpath(path) == os.path.realpath(output) or (
+                info is not None and os.path.samefile(path, output)
+            )
+        except (OSError, ValueError):
+            continue  # an unreadable input is reported when it is read
+        if same:
+            raise CommandError(f"{output}: is the input file {os.fspath(path)}; give another output path")
+
+
 def run(args: argparse.Namespace) -> int:
     inputs = sort_inputs(args.dataset, args.files, video_map=args.video_map, grounding=args.grounding)
+    check_output(args.output, [*args.files, args.video_map, args.grounding])
     records, summary = convert(args.dataset, inputs.annotation, video_map=inputs.video_map, grounding=inputs.grounding)
-    (write_sevila if args.format == "sevila" else write_records)(args.output, records)
+    try:
+        (write_sevila if args.format == "sevila" else write_records)(args.output, records)
+    except OSError as err:
+        raise CommandError(f"{args.output}: cannot write the output: {os_problem(err)}") from None
     print(summary.format(), file=sys.stderr)
     print(f"wrote {len(records)} records to {args.output} ({args.format})", file=sys.stderr)
     return 0

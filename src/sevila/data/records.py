@@ -68,6 +68,9 @@ QA_DATASETS = tuple(name for name, spec in DATASET_TABLE.items() if spec.kind ==
 MOMENT_DATASETS = tuple(name for name, spec in DATASET_TABLE.items() if spec.kind == "moment")
 DATASETS = QA_DATASETS + MOMENT_DATASETS
 
+# QVHighlights' clips: clip id c covers seconds [2c, 2c + 2) of the video.
+CLIP_SECONDS = 2
+
 # Option letters of the prompts (A..E) bound the number of options.
 MAX_OPTIONS = len(OPTION_LETTERS)
 
@@ -88,6 +91,18 @@ def _is_number(value: Any) -> bool:
 def _check_text(qid: Any, name: str, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRecord(qid, name, f"expected a non-empty string, got {value!r}")
+
+
+def _check_video(qid: Any, value: Any) -> None:
+    """A video path relative to the video folder that stays inside it (no absolute path, no ``..``)."""
+    _check_text(qid, "video", value)
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith(("/", "\\")) or (len(value) > 1 and value[1] == ":") or ".." in parts:
+        raise InvalidRecord(
+            qid, "video", f"{value!r} leaves the video folder: expected a relative path without '..' components"
+        )
+    if any(ord(c) < 32 for c in value):
+        raise InvalidRecord(qid, "video", f"{value!r} contains a control character")
 
 
 def _check_span(qid: Any, name: str, span: Any) -> None:
@@ -117,7 +132,7 @@ class QARecord:
     def __post_init__(self) -> None:
         qid = self.qid
         _check_text(qid, "qid", self.qid)
-        _check_text(qid, "video", self.video)
+        _check_video(qid, self.video)
         if self.dataset not in QA_DATASETS:
             raise InvalidRecord(qid, "dataset", f"{self.dataset!r} is not one of {', '.join(QA_DATASETS)}")
         if self.dataset == "vlep":
@@ -128,8 +143,7 @@ class QARecord:
         if not isinstance(self.options, list) or not 2 <= len(self.options) <= MAX_OPTIONS:
             raise InvalidRecord(qid, "options", f"expected a list of 2..{MAX_OPTIONS} strings, got {self.options!r}")
         for i, option in enumerate(self.options):
-            if not isinstance(option, str):
-                raise InvalidRecord(qid, f"options[{i}]", f"expected a string, got {option!r}")
+            _check_text(qid, f"options[{i}]", option)
         if self.dataset == "vlep" and len(self.options) != 2:
             raise InvalidRecord(qid, "options", f"VLEP records have 2 options, got {len(self.options)}")
         if self.answer is not None and (
@@ -178,7 +192,7 @@ class MomentRecord:
     def __post_init__(self) -> None:
         qid = self.qid
         _check_text(qid, "qid", self.qid)
-        _check_text(qid, "video", self.video)
+        _check_video(qid, self.video)
         _check_text(qid, "query", self.query)
         if self.dataset not in MOMENT_DATASETS:
             raise InvalidRecord(qid, "dataset", f"{self.dataset!r} is not one of {', '.join(MOMENT_DATASETS)}")
@@ -189,11 +203,24 @@ class MomentRecord:
                 raise InvalidRecord(qid, "relevant_windows", f"expected a list, got {self.relevant_windows!r}")
             for i, window in enumerate(self.relevant_windows):
                 _check_span(qid, f"relevant_windows[{i}]", window)
+                if window[1] > self.duration:
+                    raise InvalidRecord(
+                        qid,
+                        f"relevant_windows[{i}]",
+                        f"window {list(window)} ends after the video's duration {self.duration}",
+                    )
         if self.relevant_clip_ids is not None and (
             not isinstance(self.relevant_clip_ids, list)
             or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in self.relevant_clip_ids)
         ):
             raise InvalidRecord(qid, "relevant_clip_ids", "expected a list of non-negative integers")
+        for i, clip_id in enumerate(self.relevant_clip_ids or ()):
+            if CLIP_SECONDS * clip_id >= self.duration:
+                raise InvalidRecord(
+                    qid,
+                    f"relevant_clip_ids[{i}]",
+                    f"clip {clip_id} starts at {CLIP_SECONDS * clip_id} s, after the video's duration {self.duration}",
+                )
         if self.saliency_scores is not None:
             if not isinstance(self.saliency_scores, list) or not all(
                 isinstance(s, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in s)

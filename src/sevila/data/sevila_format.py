@@ -29,7 +29,7 @@ from sevila.data.records import (
     Record,
     check_unique_qids,
 )
-from sevila.data.sources import Row, json_array_rows, load_json, parse_float
+from sevila.data.sources import Row, json_array_rows, load_json, open_input, parse_float
 from sevila.utils.io import atomic_write_text
 
 # Datasets whose preprocessed start/end are the two halves of the raw "start-end" string.
@@ -164,6 +164,6 @@ def looks_like_sevila(path: str | os.PathLike[str]) -> bool:
 
     Only the first bytes are read, so that a large raw release file is not parsed twice.
     """
-    with open(path, encoding="utf-8") as f:
-        head = f.read(64).lstrip()
+    with open_input(path, binary=True) as f:
+        head = f.read(64).decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
     return head.startswith("[") and head[1:].lstrip().startswith('{"video":')

@@ -4,21 +4,35 @@ Every reader here yields `Row`s: a mapping plus its position in the file. A `Row
 and turns any problem into a `DataError` whose message names the file, the position and the field, so a
 malformed release file is fixed in one look instead of a debugging session.
 
+Files are opened by `open_input`: a UTF-8 byte-order mark is skipped and CRLF line ends are accepted; a
+path that cannot be read (a directory, no permission, a symlink loop, a name too long, a device) is a
+one-line `DataError` naming it. A missing file stays a `FileNotFoundError`.
+
 No torch here: converters and the record I/O depend on this module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import json
 import math
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from sevila.utils.io import atomic_write_text  # noqa: F401  (re-exported: data.records and sevila_toy write with it)
 
 T = TypeVar("T")
+
+MAX_LINE_BYTES = 64 * 1024 * 1024
+"""Longest line a JSON-lines file may have. A record is a few kilobytes; a longer line is not JSON lines
+(a whole file on one line, a binary file) and is refused before it is read into memory."""
+
+# The csv module's own cap on one field (128 Ki characters by default) is kept: a field that long in an
+# annotation csv is an unbalanced double quote that swallowed the rest of the file, reported as such.
 
 
 class DataError(ValueError):
@@ -35,6 +49,53 @@ class DataError(ValueError):
         if field:
             parts.append(f"field {field!r}")
         super().__init__(", ".join(parts) + ": " + problem)
+
+
+_OS_PROBLEMS = {
+    errno.EISDIR: "is a directory, expected a file",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ELOOP: "too many levels of symbolic links (a symlink loop?)",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ENOTDIR: "a part of the path is not a directory",
+    errno.ENOSPC: "no space left on the device",
+    errno.EROFS: "read-only file system",
+}
+
+
+def os_problem(err: OSError) -> str:
+    """A short, lower-case description of an `OSError` (no errno number, no repeated path)."""
+    return _OS_PROBLEMS.get(err.errno or 0) or (err.strerror or str(err) or type(err).__name__).lower()
+
+
+@contextlib.contextmanager
+def open_input(path: str | os.PathLike[str], *, binary: bool = False, newline: str | None = None) -> Iterator[IO]:
+    """Open an annotation file for reading: text as UTF-8 (a byte-order mark skipped), or bytes.
+
+    A directory, a device, an unreadable path, a symlink loop or a too-long name raises `DataError` naming
+    the path and the problem; a missing file raises `FileNotFoundError` as `open` does. Pipes are allowed
+    (``<(zcat val.jsonl.gz)``).
+    """
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+            raise DataError(path, None, None, "not a regular file (a device or a socket)")
+        f = open(path, "rb") if binary else open(path, encoding="utf-8-sig", newline=newline)  # noqa: SIM115
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise DataError(path, None, None, f"cannot read: {os_problem(err)}") from None
+    with f:
+        try:
+            yield f
+        except UnicodeDecodeError as err:
+            raise DataError(path, None, None, f"not UTF-8 text ({err.reason})") from None
+        except OSError as err:
+            if isinstance(err, FileNotFoundError):
+                raise
+            raise DataError(path, None, None, f"cannot read: {os_problem(err)}") from None
 
 
 def line_position(line: int) -> str:
@@ -129,19 +190,60 @@ def parse_float(row: Row, field: str, text: str) -> float:
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Row]:
-    """Rows of a JSON-lines file; blank lines are ignored and a missing final newline is fine."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    """Rows of a JSON-lines file; blank lines are ignored and a missing final newline is fine.
+
+    A UTF-8 byte-order mark and CRLF line ends are accepted. A line that is not UTF-8, not JSON, not an
+    object (a JSON array: an original SeViLA list or a prediction list, not JSON lines) or longer than
+    `MAX_LINE_BYTES` is an error naming the file and the line.
+    """
+    with open_input(path, binary=True) as f:
+        number = 0
+        while True:
+            raw = f.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                break
+            number += 1
+            position = line_position(number)
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(
+                    path, position, None, f"line longer than {_size(MAX_LINE_BYTES)}: not a JSON-lines file"
+                )
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    path, position, None, f"not UTF-8 text ({err.reason} at byte {err.start + 1})"
+                ) from None
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
+                data = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as err:
                 problem = f"invalid JSON: {err.msg} (column {err.colno})"
-                raise DataError(path, line_position(number), None, problem) from None
+                if number == 1 and line.lstrip().startswith("["):
+                    problem += "; a JSON array? expected JSON lines (one object per line)"
+                raise DataError(path, position, None, problem) from None
             if not isinstance(data, dict):
-                raise DataError(path, line_position(number), None, f"expected a JSON object, got {_show(data)}")
-            yield Row(data, path, line_position(number))
+                problem = f"expected a JSON object, got {_kind(data)}"
+                if isinstance(data, list):
+                    problem += ": expected JSON lines (one object per line)"
+                raise DataError(path, position, None, problem)
+            yield Row(data, path, position)
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n % (1024 * 1024) == 0 else f"{n} bytes"
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for messages: ``a JSON array``, ``a string "x"``, ``null``..."""
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, dict):
+        return "a JSON object"
+    return _show(value)
 
 
 def unique_by_qid(rows: Iterable[Row], parse: Callable[[Row], T]) -> Iterator[T]:
@@ -159,8 +261,10 @@ def unique_by_qid(rows: Iterable[Row], parse: Callable[[Row], T]) -> Iterator[T]
 
 def load_json(path: str | os.PathLike[str]) -> Any:
     """A whole-file JSON document; a syntax error is reported with its line."""
-    with open(path, encoding="utf-8") as f:
+    with open_input(path) as f:
         text = f.read()
+    if not text.strip():
+        raise DataError(path, None, None, "empty file: expected a JSON document")
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
@@ -194,22 +298,39 @@ def read_csv(
     NExT-QA) fails on the missing column instead of on row 1. Quoted fields and both ``\\n`` and ``\\r\\n``
     line endings are handled by the csv module; a row's position is the line it starts on.
     """
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        if columns is None:
-            header = next(reader, None)
-            if header is None:
-                raise DataError(path, line_position(1), None, "empty file: expected a header row")
-            for column in required:
-                if column not in header:
-                    raise DataError(path, line_position(1), column, "missing column in the header")
-            columns = header
-        start = reader.line_num + 1
-        for cells in reader:
-            position = line_position(start)
+    with open_input(path, newline="") as f:
+        # strict: a quote left open at the end of the file is an error, not a field running to the end.
+        reader = csv.reader(f, strict=True)
+        start = 1
+        try:
+            if columns is None:
+                header = next(reader, None)
+                if header is None:
+                    raise DataError(path, line_position(1), None, "empty file: expected a header row")
+                for column in required:
+                    if column not in header:
+                        raise DataError(path, line_position(1), column, "missing column in the header")
+                columns = header
             start = reader.line_num + 1
-            if not cells:
-                continue
-            if len(cells) != len(columns):
-                raise DataError(path, position, None, f"expected {len(columns)} columns, got {len(cells)}")
-            yield Row(dict(zip(columns, cells)), path, position)
+            for cells in reader:
+                position = line_position(start)
+                start = reader.line_num + 1
+                if not cells:
+                    continue
+                if len(cells) != len(columns):
+                    raise DataError(path, position, None, f"expected {len(columns)} columns, got {len(cells)}")
+                yield Row(dict(zip(columns, cells)), path, position)
+        except csv.Error as err:
+            raise DataError(path, line_position(start), None, _csv_problem(err)) from None
+
+
+def _csv_problem(err: csv.Error) -> str:
+    text = str(err)
+    if "field larger than field limit" in text:
+        return (
+            f"a field longer than {csv.field_size_limit()} characters: an unbalanced double quote "
+            "(the field runs on over the following lines)?"
+        )
+    if "unexpected end of data" in text:
+        return "a double quote opened in this row is never closed"
+    return f"malformed csv: {text}"

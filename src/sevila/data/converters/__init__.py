@@ -20,6 +20,7 @@ from sevila.data.converters import how2qa, nextgqa, nextqa, qvhighlights, star, 
 from sevila.data.converters.common import Conversion, ConversionSummary, new_summary
 from sevila.data.records import DATASETS, check_unique_qids
 from sevila.data.sevila_format import looks_like_sevila, read_sevila
+from sevila.data.sources import DataError
 
 __all__ = ["CONVERTIBLE_DATASETS", "DATASETS", "Conversion", "ConversionSummary", "Inputs", "convert", "sort_inputs"]
 
@@ -118,6 +119,8 @@ def convert(
         conversion = Conversion(records, summary)
     else:
         conversion = _CONVERTERS[dataset](annotation, **given)
+    if conversion.summary.records_in == 0:
+        raise DataError(annotation, None, None, "no records to convert (an empty file?)")
     check_unique_qids(conversion.records, annotation)
     conversion.summary.records_out = len(conversion.records)
     return conversion

@@ -62,8 +62,12 @@ def build(row: Row, record_type: type[R], **fields: Any) -> R:
 
 
 def options(row: Row, count: int) -> list[str]:
-    """Option texts from the fields ``a0..a{count-1}``, kept verbatim (TVQA's trailing spaces included)."""
-    return [row.str(f"a{i}", allow_empty=True) for i in range(count)]
+    """Option texts from the fields ``a0..a{count-1}``, kept verbatim (TVQA's trailing spaces included).
+
+    An empty (or blank) option is an error naming the field: the original would keep it (NExT-QA's as the
+    option ``"."``), a choice no model can pick on purpose.
+    """
+    return [row.str(f"a{i}") for i in range(count)]
 
 
 def answer_index(row: Row, field_name: str, answer: str, choices: list[str]) -> tuple[int, int]:

@@ -114,8 +114,8 @@ def _convert_csv(path: str | os.PathLike[str]) -> Conversion:
     records = []
     for index, row in enumerate(read_csv(path, columns=CSV_COLUMNS)):
         summary.records_in += 1
-        correct = row.str("correct", allow_empty=True)
-        wrong = [row.str(f"wrong_{i}", allow_empty=True) for i in range(NUM_OPTIONS - 1)]
+        correct = row.str("correct")
+        wrong = [row.str(f"wrong_{i}") for i in range(NUM_OPTIONS - 1)]
         if correct in wrong:
             summary.skip(AMBIGUOUS)
             continue

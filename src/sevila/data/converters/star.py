@@ -22,8 +22,8 @@ from sevila.data.sources import Row, json_array_rows, load_json
 def _choices(row: Row) -> list[str]:
     texts = []
     for i, choice in enumerate(row.list("choices")):
-        if not isinstance(choice, dict) or not isinstance(choice.get("choice"), str):
-            raise row.error(f"choices[{i}]", "expected an object with a string 'choice'")
+        if not isinstance(choice, dict) or not isinstance(choice.get("choice"), str) or not choice["choice"].strip():
+            raise row.error(f"choices[{i}]", "expected an object with a non-empty string 'choice'")
         texts.append(choice["choice"])
     return texts
 

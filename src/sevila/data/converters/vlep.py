@@ -22,8 +22,8 @@ def convert(path: str | os.PathLike[str]) -> Conversion:
     for row in read_jsonl(path):
         summary.records_in += 1
         events = row.list("events")
-        if len(events) != 2 or not all(isinstance(e, str) for e in events):
-            raise row.error("events", f"expected 2 event strings, got {events!r}")
+        if len(events) != 2 or not all(isinstance(e, str) and e.strip() for e in events):
+            raise row.error("events", f"expected 2 non-empty event strings, got {events!r}")
         start, end = row.span("ts", row.raw("ts"))
         records.append(
             build(
