@@ -49,3 +49,9 @@ def test_no_other_module_writes_through_its_own_temporary_file():
         if re.search(r"\bmkstemp\b|\bos\.replace\(|\bos\.rename\(", line)
     ]
     assert not offenders, f"write files with sevila.utils.io.atomic_write instead: {offenders}"
+
+
+def test_a_valid_long_file_name_can_be_written(tmp_path):
+    name = "p" * 250 + ".jsonl"  # 256 is the usual limit: the temporary name must not grow past it
+    atomic_write_text(tmp_path / name, "x")
+    assert os.listdir(tmp_path) == [name]

@@ -49,7 +49,8 @@ def atomic_write(target: str | os.PathLike[str], write: Callable[[Path], object]
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    # The temporary name carries at most 100 characters of the target's, so a valid long name stays valid.
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
     try:
