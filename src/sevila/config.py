@@ -109,6 +109,9 @@ class SeViLAConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SeViLAConfig:
+        """A config from its JSON form; a wrong shape or type is a `ValueError` naming the field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object of config fields, got {_json_kind(data)}")
         data = dict(data)
         model_type = data.pop("model_type", "sevila")
         if model_type != "sevila":
@@ -128,16 +131,23 @@ class SeViLAConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown SeViLA config fields: {sorted(unknown)}")
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
         for key, value in data.items():
             if key in parts:
-                sub_known = {f.name for f in dataclasses.fields(parts[key])}
-                sub_unknown = set(value) - sub_known
+                if not isinstance(value, dict):
+                    raise ValueError(f"config.{key}: expected a JSON object, got {_json_kind(value)}")
+                sub_types = {f.name: f.type for f in dataclasses.fields(parts[key])}
+                sub_unknown = set(value) - set(sub_types)
                 if sub_unknown:
                     raise ValueError(f"unknown fields in config.{key}: {sorted(sub_unknown)}")
+                for name, item in value.items():
+                    _check_type(f"config.{key}.{name}", item, sub_types[name])
                 kwargs[key] = parts[key](**value)
             elif key in ("image_mean", "image_std"):
+                _check_type(f"config.{key}", value, types[key])
                 kwargs[key] = tuple(float(v) for v in value)
             else:
+                _check_type(f"config.{key}", value, types[key])
                 kwargs[key] = value
         return cls(**kwargs)
 
@@ -242,6 +252,48 @@ class SeViLAConfig:
         # arguments in a way that differs between its releases (5.0 scales Flan-T5): set it explicitly.
         config.scale_decoder_outputs = t.tie_word_embeddings
         return config
+
+
+def _json_kind(value: Any) -> str:
+    """How JSON would name ``value``'s type, for messages."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    for kind, name in names.items():
+        if type(value) is kind:
+            return name
+    return "a number" if isinstance(value, (int, float)) else type(value).__name__
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value) if not isinstance(value, tuple) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_type(name: str, value: Any, annotation: Any) -> None:
+    """``value`` of a config field matches its annotation (``int``, ``float``, ``str``, ``bool`` or a tuple of
+    three floats); else a one-line `ValueError` naming the field, what it expects and what it got."""
+    annotation = str(annotation)
+    if annotation == "bool":
+        ok = isinstance(value, bool)
+    elif annotation == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif annotation == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif annotation == "str":
+        ok = isinstance(value, str)
+    elif annotation.startswith("tuple["):
+        ok = (
+            isinstance(value, (list, tuple))
+            and len(value) == annotation.count(",") + 1
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        )
+        annotation = f"a list of {annotation.count(',') + 1} numbers"
+    else:  # pragma: no cover - every field has one of the types above
+        return
+    if not ok:
+        expected = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+        raise ValueError(
+            f"{name}: expected {expected.get(annotation, annotation)}, got {_json_kind(value)} {_short(value)}"
+        )
 
 
 def paper_config() -> SeViLAConfig:

@@ -6,16 +6,26 @@ stored under a key hashing exactly those three things, so further questions, run
 and a changed video file, sampling or weight misses the cache instead of returning stale tokens.
 
 Location: ``$SEVILA_CACHE_DIR`` if set, else ``~/.cache/sevila/features``. Each entry is one safetensors file
-(both branches' tokens, in the dtype the model produced them, plus the frame indices and times). Size: the
-paper model stores 2 × 32 × 32 × 2048 bf16 values per video at 32 frames, 8 MiB. ``max_bytes`` bounds the
-total: after each write the least recently used entries are deleted until the cache fits.
+(both branches' tokens, in the dtype the model produced them, plus the frame indices and times, and a SHA-256
+of the tensors' bytes: an entry whose bytes do not match — a damaged disk, a partial copy — is a miss, with
+a warning, and is recomputed and overwritten). Size: the paper model stores 2 × 32 × 32 × 2048 bf16 values
+per video at 32 frames, 8 MiB. ``max_bytes`` bounds the total, by default `DEFAULT_CACHE_LIMIT` (10 GB, about
+1,200 videos of the paper model) or ``$SEVILA_CACHE_LIMIT`` (``20GB``, ``500MB``, a number of bytes, or
+``none`` for no limit): after a write that takes the cache past it, the least recently used entries are
+deleted until it fits. ``sevila cache info`` and ``sevila cache clear`` inspect and empty it.
+
+The cache never costs an answer: a cache folder that cannot be written (read-only, full disk) gives one
+warning and the run continues without caching; one that cannot be read is a miss.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +36,48 @@ from sevila.model import FrameFeatures, SeViLA
 from sevila.utils.io import atomic_write
 from sevila.video import VideoError, load_video, normalize
 
+logger = logging.getLogger(__name__)
+
 CACHE_ENV = "SEVILA_CACHE_DIR"
-_FORMAT_VERSION = "1"
+LIMIT_ENV = "SEVILA_CACHE_LIMIT"
+DEFAULT_CACHE_LIMIT = 10 * 10**9  # bytes (10 GB): about 1,200 videos' tokens of the paper model at 32 frames
+_FORMAT_VERSION = "2"  # 2: entries carry a checksum of their tensors' bytes
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "sevila" / "features")
+
+
+def parse_cache_limit(text: str | int | None, source: str = "the cache limit") -> int | None:
+    """A cache size limit in bytes from ``10GB``, ``500MB``, ``2GiB``, a number of bytes, or ``none`` /
+    ``unlimited`` (None: no limit). A `ValueError` naming ``source`` for anything else."""
+    if text is None or isinstance(text, int):
+        if isinstance(text, int) and text < 0:
+            raise ValueError(f"{source}: a size limit cannot be negative, got {text}")
+        return text
+    value = str(text).strip()
+    if value.lower() in ("none", "unlimited", "inf"):
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]I?B|B)?", value, flags=re.IGNORECASE)
+    if not match:
+        raise ValueError(f"{source}: not a size: {text!r} (e.g. 10GB, 500MB, 2GiB, a number of bytes, or none)")
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").upper()])
+
+
+def default_cache_limit() -> int | None:
+    """``$SEVILA_CACHE_LIMIT`` if set, else `DEFAULT_CACHE_LIMIT`."""
+    value = os.environ.get(LIMIT_ENV)
+    return DEFAULT_CACHE_LIMIT if not value else parse_cache_limit(value, f"${LIMIT_ENV}")
+
+
+def format_bytes(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
 
 
 @dataclass
@@ -50,10 +96,24 @@ _file_hashes: dict[tuple[str, int, int], str] = {}
 
 
 def file_fingerprint(path: str | Path) -> str:
-    """SHA-256 of the file's bytes (memoised per path, size and modification time within a process)."""
+    """SHA-256 of the file's bytes (memoised per path, size and modification time within a process).
+
+    Only a regular file is hashed: a device (``/dev/zero``), a FIFO or a directory is a `ValueError` naming
+    it (reading one would never end, or fail obscurely)."""
     path = Path(path)
-    stat = path.stat()
-    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(info.st_mode)
+            else "a FIFO (named pipe)"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a device"
+            if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+            else "not a regular file"
+        )
+        raise ValueError(f"{kind}, not a video file")
+    memo = (str(path.resolve()), info.st_size, info.st_mtime_ns)
     if memo not in _file_hashes:
         digest = hashlib.sha256()
         with path.open("rb") as handle:
@@ -88,12 +148,33 @@ def model_fingerprint(model: SeViLA) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the cache
+def _checksum(tensors: Mapping[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().cpu().contiguous()
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 class FeatureCache:
-    def __init__(self, directory: str | Path | None = None, max_bytes: int | None = None):
+    """Visual tokens per (video, sampling, model) on disk; see the module's docstring.
+
+    ``max_bytes``: the size limit in bytes, or a size such as ``"5GB"`` (a ``--cache-limit`` value passes
+    straight through), or ``"none"`` for no limit; None (not given): ``$SEVILA_CACHE_LIMIT``, else
+    `DEFAULT_CACHE_LIMIT`. The attribute ``max_bytes`` is the limit in bytes, None when there is none.
+    """
+
+    _RESCAN_EVERY = 64  # writes between two scans of the folder (other processes write to it too)
+
+    def __init__(self, directory: str | Path | None = None, max_bytes: int | str | None = None):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
-        self.max_bytes = max_bytes
+        self.max_bytes = default_cache_limit() if max_bytes is None else parse_cache_limit(max_bytes, "--cache-limit")
         self.hits = 0
         self.misses = 0
+        self.writable = True  # False after a failed write: the run continues without caching
+        self._size: int | None = None  # estimated total, rescanned now and then
+        self._writes = 0
 
     @staticmethod
     def key(video: str, sampling: Mapping, model: str) -> str:
@@ -104,57 +185,135 @@ class FeatureCache:
         return self.directory / key[:2] / f"{key}.safetensors"
 
     def get(self, key: str, device: torch.device | str = "cpu") -> VideoFeatures | None:
+        """The entry, or None (a miss) when there is none, it cannot be read, or its bytes are damaged (then
+        with a warning; the caller recomputes and overwrites it)."""
         from safetensors import safe_open
 
         path = self.path(key)
-        if not path.is_file():
+        try:
+            present = path.is_file()
+        except OSError:  # an unreadable cache folder is an empty one
+            present = False
+        if not present:
             self.misses += 1
             return None
         try:
-            with safe_open(str(path), framework="pt", device=str(device)) as handle:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
                 meta = json.loads(handle.metadata()["sevila"])
-                features = FrameFeatures(handle.get_tensor("answerer"), handle.get_tensor("localizer"))
-        except Exception:  # a damaged entry (e.g. disk full during another process's write): recompute it
-            path.unlink(missing_ok=True)
+                tensors = {"answerer": handle.get_tensor("answerer"), "localizer": handle.get_tensor("localizer")}
+            if meta.get("checksum") != _checksum(tensors):
+                raise ValueError("its tensors do not match their checksum")
+            value = VideoFeatures(
+                FrameFeatures(tensors["answerer"].to(device), tensors["localizer"].to(device)),
+                meta["indices"],
+                meta["timestamps"],
+                meta["fps"],
+                meta["duration"],
+            )
+        except Exception as err:  # a damaged entry (a bad disk, a partial copy): recompute and overwrite it
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            logger.warning("feature cache: damaged entry %s (%s); recomputing it", path, reason)
             self.misses += 1
             return None
-        os.utime(path)  # mark as recently used for eviction
+        try:
+            os.utime(path)  # mark as recently used for eviction
+        except OSError:  # a read-only cache still serves its entries
+            pass
         self.hits += 1
-        return VideoFeatures(features, meta["indices"], meta["timestamps"], meta["fps"], meta["duration"])
+        return value
 
     def put(self, key: str, value: VideoFeatures) -> None:
+        """Store an entry (atomically), then evict past the limit. A failure to write (read-only folder, full
+        disk) is one warning, and later writes are skipped: caching never costs an answer."""
+        from safetensors import SafetensorError
         from safetensors.torch import save_file
 
+        if not self.writable:
+            return
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"indices": value.indices, "timestamps": value.timestamps, "fps": value.fps, "duration": value.duration}
         tensors = {
             "answerer": value.features.answerer.detach().cpu().contiguous(),
             "localizer": value.features.localizer.detach().cpu().contiguous(),
         }
-        # Atomic: readers (other processes sharing the cache) never see a half-written entry.
-        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"sevila": json.dumps(meta)}))
-        if self.max_bytes is not None:
+        meta = {
+            "indices": value.indices,
+            "timestamps": value.timestamps,
+            "fps": value.fps,
+            "duration": value.duration,
+            "checksum": _checksum(tensors),
+        }
+        try:
+            # Atomic: readers (other processes sharing the cache) never see a half-written entry.
+            atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"sevila": json.dumps(meta)}))
+            if self.max_bytes is not None:
+                self._after_write(path)
+        except (OSError, SafetensorError) as err:  # SafetensorError wraps the I/O error of a full disk
+            self.writable = False
+            reason = getattr(err, "strerror", None) or (str(err).strip().splitlines() or [""])[0]
+            logger.warning(
+                "feature cache: cannot write to %s (%s: %s); continuing without caching",
+                self.directory,
+                type(err).__name__,
+                reason,
+            )
+
+    def _after_write(self, path: Path) -> None:
+        self._writes += 1
+        if self._size is None or self._writes % self._RESCAN_EVERY == 0:
+            self._size = self.size_bytes()
+        else:
+            self._size += path.stat().st_size
+        if self._size > self.max_bytes:
             self.evict(self.max_bytes)
+            self._size = self.size_bytes()
 
     def entries(self) -> list[Path]:
-        return sorted(self.directory.glob("*/*.safetensors")) if self.directory.is_dir() else []
+        try:
+            return sorted(self.directory.glob("*/*.safetensors")) if self.directory.is_dir() else []
+        except OSError:
+            return []
+
+    @staticmethod
+    def _stat(path: Path):
+        try:
+            return path.stat()
+        except OSError:  # removed meanwhile by another process
+            return None
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.entries())
+        return sum(info.st_size for info in map(self._stat, self.entries()) if info is not None)
 
-    def evict(self, max_bytes: int) -> None:
-        """Delete least recently used entries until the cache holds at most ``max_bytes``."""
-        entries = sorted(self.entries(), key=lambda p: p.stat().st_mtime)
-        total = sum(p.stat().st_size for p in entries)
-        for entry in entries:
+    def evict(self, max_bytes: int) -> int:
+        """Delete least recently used entries until the cache holds at most ``max_bytes``; returns how many
+        were deleted."""
+        stats = [(p, info) for p, info in ((p, self._stat(p)) for p in self.entries()) if info is not None]
+        stats.sort(key=lambda item: item[1].st_mtime)
+        total = sum(info.st_size for _, info in stats)
+        removed = 0
+        for entry, info in stats:
             if total <= max_bytes:
                 break
-            total -= entry.stat().st_size
-            entry.unlink(missing_ok=True)
+            total -= info.st_size
+            try:
+                entry.unlink(missing_ok=True)
+                removed += 1
+            except OSError:
+                pass
+        return removed
 
-    def clear(self) -> None:
-        self.evict(0)
+    def clear(self) -> int:
+        """Delete every entry (and temporary files of interrupted writes); returns how many entries."""
+        removed = self.evict(0)
+        if self.directory.is_dir():
+            for leftover in self.directory.glob("*/.*.tmp"):
+                leftover.unlink(missing_ok=True)
+            for folder in self.directory.iterdir():
+                if folder.is_dir() and len(folder.name) == 2:
+                    try:
+                        folder.rmdir()  # only when empty
+                    except OSError:
+                        pass
+        return removed
 
 
 # ---------------------------------------------------------------------------------------------- encoding videos
@@ -182,6 +341,8 @@ def encode_video(
             video_hash = file_fingerprint(path)
         except OSError as err:  # missing or unreadable: the same error the decoder would give
             raise VideoError(path, "file not found" if isinstance(err, FileNotFoundError) else str(err)) from None
+        except ValueError as err:  # a device, FIFO or directory: never hashed (it could be endless)
+            raise VideoError(path, str(err)) from None
         key = cache.key(video_hash, sampling, model_fingerprint(model))
         hit = cache.get(key, device=model.device)
         if hit is not None:

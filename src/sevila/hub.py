@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from sevila.utils.errors import CheckpointError
@@ -43,10 +44,40 @@ def resolve_directory(name_or_path: str | Path, patterns: list[str] | None = Non
     try:
         return Path(snapshot_download(repo_id=name, allow_patterns=patterns))
     except Exception as err:  # offline, unknown repo, auth: one clear line instead of a network traceback
+        reason = (str(err).strip().splitlines() or [""])[0]
         raise CheckpointError(
-            f"could not get {name} from the Hugging Face Hub ({type(err).__name__}: {err}); "
+            f"could not get {name} from the Hugging Face Hub ({type(err).__name__}: {reason}); "
             "download it elsewhere and pass the local directory"
         ) from None
+
+
+def hub_revision(directory: str | Path) -> str | None:
+    """The commit of a Hugging Face cache snapshot (``.../snapshots/<commit>``), or None for any other directory."""
+    parts = Path(directory).parts
+    if len(parts) >= 2 and parts[-2] == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", parts[-1]):
+        return parts[-1]
+    return None
+
+
+def package_version() -> str:
+    """The installed sevila's version (read from its metadata: this room may not import the package root)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sevila")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
+        return "unknown"
+
+
+def provenance(**fields) -> dict:
+    """What produced an output and when: the sevila version, the UTC date, then ``fields`` (sources, settings).
+    Written as ``provenance.json`` beside a converted model and into a training run's folder."""
+    return {
+        "producer": f"sevila {package_version()}",
+        "sevila_version": package_version(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **fields,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- named models
@@ -81,7 +112,10 @@ __all__ = [
     "HUB_ID",
     "NAMED_MODELS",
     "demo_model_dir",
+    "hub_revision",
     "is_hub_id",
+    "package_version",
+    "provenance",
     "resolve_directory",
     "resolve_name",
 ]

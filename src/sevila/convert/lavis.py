@@ -34,6 +34,7 @@ it streams BLIP-2's and the LAVIS checkpoint's tensors, renamed, into safetensor
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -44,7 +45,7 @@ import torch
 from sevila.config import SeViLAConfig
 from sevila.convert.blip2 import BLIP2_PATTERNS, blip2_tensors, config_from_blip2, tokenizer_name
 from sevila.convert.common import BRANCH_PREFIXES, ConvertedState, apply_rules, load_converted, matches
-from sevila.hub import resolve_directory
+from sevila.hub import hub_revision, provenance, resolve_directory
 from sevila.model.text import PromptTokenizer, tokenizer_from
 from sevila.model.weights import (
     CONFIG_NAME,
@@ -62,10 +63,39 @@ from sevila.model.weights import (
     saved_tokenizer,
     tied_aliases,
 )
+from sevila.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
+PROVENANCE_NAME = "provenance.json"  # beside a converted model: what produced it, from what, and when
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9  # bytes per safetensors shard `convert_original_checkpoint` writes ("5GB")
+
+
+# ---------------------------------------------------------------------------------------------- checks
+class FiniteWatch(TensorRef):
+    """A tensor whose reads are checked for NaN and infinite values (counted per key in ``found``), so a
+    streamed conversion notices a damaged source without reading anything twice."""
+
+    def __init__(self, ref: TensorRef, key: str, found: dict[str, int]):
+        self.ref, self.key, self.found = ref, key, found
+        self.shape, self.dtype, self.origin = ref.shape, ref.dtype, ref.origin
+
+    def read(self) -> torch.Tensor:
+        tensor = self.ref.read()
+        if tensor.is_floating_point() and tensor.numel():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                self.found[self.key] = bad
+        return tensor
+
+
+def warn_nonfinite(found: Mapping[str, int], origin_of: Mapping[str, str], limit: int = 5) -> None:
+    """One warning per tensor holding NaN or inf values (at most ``limit``, then a count of the rest)."""
+    for key, count in list(found.items())[:limit]:
+        logger.warning("%s: %s holds %d NaN or infinite values", origin_of.get(key, "?"), key, count)
+    if len(found) > limit:
+        logger.warning("... and %d more tensors with NaN or infinite values", len(found) - limit)
+
 
 # ---------------------------------------------------------------------------------------------- key map
 _QFORMER_LAYER = r"bert\.encoder\.layer\.(\d+)\."
@@ -257,13 +287,30 @@ def convert_original_checkpoint(
                 f"{', '.join(group_keys(report.missing)[:5])}"
             )
         require_complete(report)
-    save_tensors(output_dir, {key: plan[key][0] for key in loaded}, max_shard_size, dtype)
+    nonfinite: dict[str, int] = {}
+    watched = {key: FiniteWatch(plan[key][0], key, nonfinite) for key in loaded}
+    save_tensors(output_dir, watched, max_shard_size, dtype)
     save_config_and_tokenizer(output_dir, config, text_tokenizer)
+    if nonfinite:
+        warn_nonfinite(nonfinite, {key: plan[key][0].origin for key in loaded})
+    sources_record = [{"checkpoint": str(checkpoint.resolve()), "bytes": checkpoint.stat().st_size}]
+    if base is not None:
+        sources_record.append({"base": str(base), "directory": str(directory), "revision": hub_revision(directory)})
+    record = provenance(
+        command="convert",
+        sources=sources_record,
+        dtype=str(dtype).removeprefix("torch.") if dtype is not None else None,
+        tensors_written=len(loaded),
+        nonfinite_tensors=dict(nonfinite),
+    )
+    atomic_write_text(Path(output_dir) / PROVENANCE_NAME, json.dumps(record, indent=2) + "\n")
     return report
 
 
 __all__ = [
     "DEFAULT_MAX_SHARD_SIZE",
+    "PROVENANCE_NAME",
+    "FiniteWatch",
     "LAVIS_IGNORED",
     "LAVIS_RULES",
     "convert_lavis_state_dict",

@@ -127,11 +127,17 @@ def read_state_dict(path: str | Path, mmap: bool = False) -> dict[str, torch.Ten
 def read_json(path: Path) -> dict:
     """A model directory's JSON file (``config.json``), with one-line errors naming it."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path.parent}: no {path.name}; is this a model directory?") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: a directory, expected a JSON file") from None
+    if not isinstance(data, dict):
+        kind = {list: "an array", str: "a string", type(None): "null"}.get(type(data), "a single value")
+        raise CheckpointError(f"{path}: expected a JSON object of config fields, got {kind}")
+    return data
 
 
 class TensorRef:
@@ -340,7 +346,13 @@ def saved_tokenizer(directory: Path, config: SeViLAConfig):
     for candidate in (directory / TOKENIZER_DIR, directory):
         if any((candidate / n).is_file() for n in ("tokenizer.json", "spiece.model", "tokenizer_config.json")):
             return load_tokenizer(candidate)
-    return tokenizer_from(config.tokenizer_name)
+    try:
+        return tokenizer_from(config.tokenizer_name)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        raise CheckpointError(
+            f"{directory}: no tokenizer in {TOKENIZER_DIR}/ (tokenizer.json, spiece.model or tokenizer_config.json), "
+            f"and the one its config.json names (tokenizer_name {config.tokenizer_name!r}) could not be loaded: {err}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------- loading

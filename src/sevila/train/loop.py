@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ from tqdm.auto import tqdm
 from sevila.convert import from_blip2
 from sevila.data import VideoRecordDataset, read_records
 from sevila.data.records import Record
+from sevila.hub import hub_revision, provenance, resolve_name
 from sevila.loading import load_model
 from sevila.model import Precision, SeViLA
 from sevila.model.sevila import BRANCHES
@@ -68,6 +70,18 @@ from sevila.utils.io import atomic_write_text
 logger = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.json"
+CONFIG_NAME = "config.yaml"  # the resolved run config (file plus overrides), written when a run starts
+PROVENANCE_NAME = "provenance.json"  # what ran it: sevila version, dates, the starting model
+
+
+class TrainingError(ValueError):
+    """A run that cannot produce a meaningful model (e.g. every training batch was skipped): one line."""
+
+
+def show_progress_bars() -> bool:
+    """Progress bars only on a terminal: in a log file their carriage-return frames are noise (the
+    metrics.jsonl lines and the INFO log say the same)."""
+    return sys.stderr.isatty()
 
 
 @dataclass
@@ -220,6 +234,7 @@ class StageRun:
             purge_step=self.progress.global_step + 1 if resuming else None,
         )
         self._window: list[float] = [0.0, 0.0, 0.0]  # loss sum, batches with a loss, skipped batches
+        self._epoch_batches = [0.0, 0.0]  # this process's micro-batches of the epoch: trained, skipped
         self._checked_gradients = False
         self._epoch_steps = 0
 
@@ -274,6 +289,7 @@ class StageRun:
                 f"(batch_size {c.batch_size} x {a.num_processes} processes x grad_accum_steps {c.grad_accum_steps})"
             )
         items = self._dataset(records, c.data.video_root, c.data.train_frames, train=True)
+        self._train_items = items
         return batches, loader(items, batches, c.data.num_workers, pin_memory=a.device.type == "cuda")
 
     def _val_data(self, records: list[Record]):
@@ -325,9 +341,10 @@ class StageRun:
             total=self._epoch_steps,
             initial=self.progress.step_in_epoch,
             desc=f"{self.recipe.stage} epoch {epoch + 1}/{c.epochs}",
-            disable=not self.main,
+            disable=not self.main or not show_progress_bars(),
             unit="step",
         )
+        self._epoch_batches = [0.0, 0.0]
         try:
             for micro, batch in enumerate(self.train_loader):
                 last = (micro + 1) % accum == 0
@@ -345,6 +362,7 @@ class StageRun:
     def _micro_step(self, batch, epoch: int, sync: bool) -> None:
         if batch is None:
             self._window[2] += 1
+            self._epoch_batches[1] += 1
             logger.warning("epoch %d: a batch whose every video failed to load was skipped", epoch)
         else:
             batch["frames"] = batch["frames"].to(self.accelerator.device, non_blocking=True)
@@ -355,6 +373,7 @@ class StageRun:
         if batch is not None:
             self._window[0] += float(loss.detach())
             self._window[1] += 1
+            self._epoch_batches[0] += 1
 
     def _optimizer_step(self, epoch: int) -> None:
         if not self._checked_gradients:
@@ -384,6 +403,16 @@ class StageRun:
                 }
             )
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.schedule.last_lr:.2e}")
+            if self.main and bar.disable:  # no bar (not a terminal): a plain log line instead
+                logger.info(
+                    "epoch %d step %d/%d (global %d): loss %.4f, lr %.2e",
+                    epoch + 1,
+                    self.progress.step_in_epoch,
+                    self._epoch_steps,
+                    step,
+                    loss,
+                    self.schedule.last_lr,
+                )
         if c.checkpoint_every_steps and step % c.checkpoint_every_steps == 0:
             self._save_checkpoint()
         return c.stop_after_steps is not None and step >= c.stop_after_steps
@@ -405,7 +434,32 @@ class StageRun:
         self.progress.pending_loss = [0.0, 0.0]
         return loss_sum / count if count else math.nan
 
+    def _check_epoch_trained(self, epoch: int) -> None:
+        """Every process's micro-batches of the epoch were skipped (no video could be read): stop with the
+        cause before validation, so that no "best" model of an untrained branch is written."""
+        counts = torch.tensor(self._epoch_batches, dtype=torch.float64, device=self.accelerator.device)
+        trained, skipped = (int(v) for v in self.accelerator.reduce(counts, "sum"))
+        if trained or not skipped:
+            return
+        data = self.config.data
+        raise TrainingError(
+            f"every training batch of epoch {epoch + 1} was skipped ({skipped} batches): no video of "
+            f"{data.train} could be read from {data.video_root}, first: {self._first_failure()}; "
+            "check data.video_root and data.video_path"
+        )
+
+    def _first_failure(self) -> str:
+        """Why the first unreadable training video failed (this process's, or found by trying again: with
+        DataLoader workers each worker keeps its own list)."""
+        dataset = self._train_items.dataset
+        if not dataset.failures:
+            for index in range(min(len(dataset), 3)):
+                if dataset[index] is None:
+                    break
+        return dataset.failures[0].message if dataset.failures else "(no reason recorded)"
+
     def _end_epoch(self, epoch: int) -> None:
+        self._check_epoch_trained(epoch)
         metrics = self.evaluate()
         metric = metrics[self.recipe.metric]
         improved = self.progress.best_metric is None or metric > self.progress.best_metric
@@ -433,7 +487,8 @@ class StageRun:
         DistributedSampler counted some twice)."""
         self.model.eval()
         counts = torch.zeros(len(self.recipe.count_names), dtype=torch.float64)
-        for batch in tqdm(self.val_loader, desc="validation", disable=not self.main, leave=False):
+        bars = self.main and show_progress_bars()
+        for batch in tqdm(self.val_loader, desc="validation", disable=not bars, leave=False):
             if batch is not None:
                 counts += torch.tensor(self.recipe.score(self.model, batch), dtype=torch.float64)
         counts = self.accelerator.reduce(counts.to(self.accelerator.device), "sum").cpu()
@@ -478,6 +533,7 @@ class StageRun:
                 "global_step": self.progress.global_step,
                 "started_from": self.source,
                 "localizer_from_blip2": self.localizer_from,
+                **provenance(command="train"),
             }
             (tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
             ckpt.commit_dir(tmp, target)
@@ -489,6 +545,48 @@ class StageRun:
 
 
 # ---------------------------------------------------------------------------------------------- entry point
+def model_provenance(source: str) -> dict[str, Any]:
+    """Where the starting model comes from: as written, and the directory a short name stands for."""
+    kind, _, name = source.partition(" ")
+    name = name.strip() if kind == "blip2" else source
+    record: dict[str, Any] = {"model": source}
+    try:
+        resolved = resolve_name(name)
+    except Exception:  # a named model that is not installed fails later, where it is loaded
+        resolved = name
+    if str(resolved) != name:
+        record["model_directory"] = str(resolved)
+    if Path(resolved).is_dir():
+        record["model_directory"] = str(Path(resolved).resolve())
+        record["model_revision"] = hub_revision(Path(resolved).resolve())
+    return record
+
+
+def write_run_record(config: TrainConfig, run_dir: Path, source: str, resuming: bool) -> None:
+    """The run folder's ``config.yaml`` (the resolved config: file plus overrides) and ``provenance.json``
+    (sevila version, start date, config file, starting model; each resume adds its date)."""
+    import yaml
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = f"# resolved config of this run (from {config.source_file or 'the API'} and its overrides)\n"
+    atomic_write_text(run_dir / CONFIG_NAME, text + yaml.safe_dump(config.to_dict(), sort_keys=False))
+    path = run_dir / PROVENANCE_NAME
+    record = None
+    if resuming and path.is_file():
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None
+    if isinstance(record, dict):
+        record.setdefault("resumed", []).append(provenance()["date"])
+    else:
+        record = provenance(command="train", stage=config.stage, config_file=config.source_file)
+        record.update(model_provenance(source))
+        if config.localizer_from:
+            record["localizer_from_blip2"] = config.localizer_from
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+
+
 def _resume_point(config: TrainConfig, run_dir: Path, accelerator) -> Path | None:
     """The checkpoint a run directory continues from (after finishing an interrupted swap), if any."""
     if config.resume is False:
@@ -520,6 +618,9 @@ def train(config: TrainConfig) -> TrainResult:
     except ValueError as err:
         raise ConfigError("select_by", str(err), config.source_file) from None
     source = config.model if config.model is not None else str(config.init)
+    if accelerator.is_main_process:
+        write_run_record(config, run_dir, source, resuming=config.resume is not False and existing)
+    accelerator.wait_for_everyone()
 
     def stage(run_path: Path, start: str, localizer_from: str | None) -> StageResult:
         resume_from = _resume_point(config, run_path, accelerator)
@@ -571,4 +672,14 @@ def _train_rounds(config: TrainConfig, accelerator, recipe: Recipe, source: str,
     return TrainResult(run_dir, recipe.stage, best.metric, best.best_metric, run_dir / ckpt.BEST_DIR, False, results)
 
 
-__all__ = ["StageResult", "StageRun", "TrainResult", "check_frozen_gradients", "check_trainable", "train"]
+__all__ = [
+    "CONFIG_NAME",
+    "PROVENANCE_NAME",
+    "StageResult",
+    "StageRun",
+    "TrainResult",
+    "TrainingError",
+    "check_frozen_gradients",
+    "check_trainable",
+    "train",
+]
