@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import torch
 
 from sevila.model import FrameFeatures, SeViLA
 from sevila.utils.io import atomic_write
+from sevila.utils.sizes import parse_size
 from sevila.video import VideoError, load_video, normalize
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,6 @@ CACHE_ENV = "SEVILA_CACHE_DIR"
 LIMIT_ENV = "SEVILA_CACHE_LIMIT"
 DEFAULT_CACHE_LIMIT = 10 * 10**9  # bytes (10 GB): about 1,200 videos' tokens of the paper model at 32 frames
 _FORMAT_VERSION = "2"  # 2: entries carry a checksum of their tensors' bytes
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
 
 
 def default_cache_dir() -> Path:
@@ -60,10 +58,10 @@ def parse_cache_limit(text: str | int | None, source: str = "the cache limit") -
     value = str(text).strip()
     if value.lower() in ("none", "unlimited", "inf"):
         return None
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]I?B|B)?", value, flags=re.IGNORECASE)
-    if not match:
-        raise ValueError(f"{source}: not a size: {text!r} (e.g. 10GB, 500MB, 2GiB, a number of bytes, or none)")
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").upper()])
+    try:
+        return parse_size(value)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err.args[0].removesuffix(')')}, or none)") from None
 
 
 def default_cache_limit() -> int | None:

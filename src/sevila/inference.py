@@ -11,7 +11,9 @@ for every question about that video; only the T5 scoring depends on the question
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import numbers
+import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from sevila.loading import load_model
 from sevila.model import FrameFeatures, Precision, SeViLA
 from sevila.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD, frame_scores_to_moments
 from sevila.utils.batching import positions_by_key
+from sevila.video import VideoError, check_backend, check_clip, check_video_file
 
 
 @dataclass
@@ -46,15 +49,122 @@ class Answer:
 
 
 def _check_question(question: str | None, options: Sequence[str], letters: str) -> None:
-    if question is not None and (not isinstance(question, str) or not question.strip()):
+    if question is not None and not isinstance(question, str):
+        raise TypeError(f"the question must be a string, got {type(question).__name__}")
+    if question is not None and not question.strip():
         raise ValueError("the question is empty")
     if isinstance(options, str):
         raise TypeError("options must be a list of strings, not one string")
+    if not isinstance(options, (list, tuple)):
+        raise TypeError(f"options must be a list of strings, got {type(options).__name__}")
     if not 2 <= len(options) <= len(letters):
         raise ValueError(f"a question needs 2 to {len(letters)} options, got {len(options)}")
     for i, option in enumerate(options):
-        if not isinstance(option, str) or not option.strip():
-            raise ValueError(f"option {i + 1} is empty")
+        if not isinstance(option, str):
+            raise TypeError(f"option {i + 1} must be a string, got {type(option).__name__}")
+        if not option.strip():
+            raise ValueError(f"option {i + 1} is empty" + (" (only whitespace)" if option else ""))
+
+
+def _question_pairs(questions) -> list[tuple[str | None, Sequence[str]]]:
+    """`predict_many`'s questions as a list of (question, options) pairs, or a one-line `TypeError`."""
+    if isinstance(questions, (str, bytes)) or not isinstance(questions, Iterable):
+        raise TypeError(f"questions must be a list of (question, options) pairs, got {type(questions).__name__}")
+    pairs = list(questions)
+    for i, item in enumerate(pairs):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            shown = repr(item) if len(repr(item)) <= 60 else repr(item)[:57] + "..."
+            raise TypeError(f"questions[{i}] must be a (question, options) pair, got {shown}")
+    return [(question, options) for question, options in pairs]
+
+
+def _count(value: object, name: str, flag: str) -> int:
+    """A frame or keyframe number: a whole number of at least 1 (0 and negatives are errors, never defaults)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} ({flag}) must be a whole number, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} ({flag}) must be at least 1, got {value}")
+    return int(value)
+
+
+def _check_keyframes(num_keyframes: int, num_frames: int) -> None:
+    if num_keyframes > num_frames:
+        raise ValueError(
+            f"num_keyframes (--keyframes) is {num_keyframes} but only {num_frames} frames are sampled "
+            f"(num_frames, --frames): keyframes are chosen among the sampled frames"
+        )
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a `torch.device` that exists here (default: cuda if available, else cpu), or a one-line
+    `ValueError` naming it and the devices available."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {str(device)!r}; available here: {', '.join(available_devices())}") from None
+    problem = None
+    if resolved.type == "cuda":
+        if torch.version.cuda is None:
+            problem = f"this PyTorch build ({torch.__version__}) has no CUDA support"
+        elif not torch.cuda.is_available():
+            problem = "no CUDA GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)"
+        elif resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            problem = f"there are {torch.cuda.device_count()} CUDA devices"
+    elif resolved.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            problem = "MPS (Apple GPU) is not available"
+    elif resolved.type != "cpu":
+        problem = f"SeViLA runs on cpu, cuda or mps, not {resolved.type}"
+    if problem:
+        raise ValueError(
+            f"device {str(device)!r} is not available: {problem}; available here: {', '.join(available_devices())}"
+        )
+    return resolved
+
+
+def available_devices() -> list[str]:
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def distinct_frames(encoded: VideoFeatures, requested: int, clip: tuple[float, float] | None, source) -> VideoFeatures:
+    """Each frame once: more frames requested than the video (or clip window) has make the uniform sampling
+    repeat frames, and repeated frames score alike, so the localizer would pick the same frame several times.
+    Like the original's sampling (which takes ``min(n, frames)`` segments), use every frame once instead,
+    with a warning."""
+    first: dict[int, int] = {}
+    for position, index in enumerate(encoded.indices):
+        first.setdefault(index, position)
+    if len(first) == len(encoded.indices):
+        return encoded
+    keep = sorted(first.values())
+    where = f"the clip window ({clip[0]:g}s, {clip[1]:g}s) of {source}" if clip else str(source)
+    warnings.warn(
+        f"{where} has only {len(keep)} frame{'s' if len(keep) != 1 else ''}: using each once instead of {requested} sampled frames (--frames)",
+        FewerFrames,
+        stacklevel=3,
+    )
+    positions = torch.tensor(keep, device=encoded.features.answerer.device)
+    features = FrameFeatures(
+        encoded.features.answerer.index_select(1, positions), encoded.features.localizer.index_select(1, positions)
+    )
+    return VideoFeatures(
+        features,
+        [encoded.indices[p] for p in keep],
+        [encoded.timestamps[p] for p in keep],
+        encoded.fps,
+        encoded.duration,
+    )
+
+
+class FewerFrames(UserWarning):
+    """The video (or clip window) has fewer frames than requested; each is used once."""
 
 
 @dataclass
@@ -163,8 +273,16 @@ class VideoQA:
         prompt_style: str = "nextqa",
     ):
         self.model = model.eval()
-        self.num_frames = num_frames or model.config.num_frames
-        self.num_keyframes = num_keyframes or model.config.num_keyframes
+        # None means the model's; 0 or a negative number is an error, never silently the default.
+        self.num_frames = _count(
+            model.config.num_frames if num_frames is None else num_frames, "num_frames", "--frames"
+        )
+        self.num_keyframes = _count(
+            model.config.num_keyframes if num_keyframes is None else num_keyframes, "num_keyframes", "--keyframes"
+        )
+        if num_keyframes is not None:  # a default keyframe count is only checked where the localizer runs
+            _check_keyframes(self.num_keyframes, self.num_frames)
+        check_backend(backend)  # a missing optional decoder fails here, not at the first video
         self.cache = cache
         self.backend = backend
         if prompt_style not in prompts.PROMPT_STYLES or prompt_style == "qvhighlights":
@@ -187,8 +305,14 @@ class VideoQA:
         ``precision``: ``"reference"`` (the original's mixed precision; the default on CUDA), ``"bf16"``
         (faster, lighter) or ``"fp32"`` (the default on a CPU), or a `Precision`; see `sevila.model.precision`.
         """
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device)
         precision = Precision.named(precision, device)  # a bad name fails before anything is loaded
+        for name, flag in (("num_frames", "--frames"), ("num_keyframes", "--keyframes")):
+            if kwargs.get(name) is not None:  # bad numbers and backends fail before the model is loaded, too
+                _count(kwargs[name], name, flag)
+        if kwargs.get("num_frames") is not None and kwargs.get("num_keyframes") is not None:
+            _check_keyframes(kwargs["num_keyframes"], kwargs["num_frames"])
+        check_backend(kwargs.get("backend", "pyav"))
         model = load_model(name_or_path, device=device, precision=precision)
         if cache is True:
             cache = FeatureCache()
@@ -198,7 +322,15 @@ class VideoQA:
     def features(
         self, video: str | Path, num_frames: int | None = None, clip: tuple[float, float] | None = None
     ) -> VideoFeatures:
-        return encode_video(self.model, video, num_frames or self.num_frames, clip, self.backend, self.cache)
+        """The sampled frames' features (through the cache). A video or window with fewer frames than
+        ``num_frames`` gives each of its frames once, with a `FewerFrames` warning."""
+        num_frames = self.num_frames if num_frames is None else _count(num_frames, "num_frames", "--frames")
+        # Checked before the cache hashes the file: reading a FIFO or /dev/zero would never end.
+        path = check_video_file(video)
+        if clip is not None:
+            clip = check_clip(clip, source=path)
+        encoded = encode_video(self.model, path, num_frames, clip, self.backend, self.cache)
+        return distinct_frames(encoded, num_frames, clip, path)
 
     # ------------------------------------------------------------------ moments
     def localize(
@@ -269,11 +401,24 @@ class VideoQA:
         should see, e.g. 4 for the paper's uniform baseline).
         """
         letters = prompts.OPTION_LETTERS
+        questions = _question_pairs(questions)
         for question, options in questions:
             _check_question(question, options, letters)
-        encoded = video if isinstance(video, VideoFeatures) else self.features(video, num_frames, clip)
+        frames = self.num_frames if num_frames is None else _count(num_frames, "num_frames", "--frames")
+        keyframes = (
+            self.num_keyframes if num_keyframes is None else _count(num_keyframes, "num_keyframes", "--keyframes")
+        )
+        if use_localizer and not isinstance(video, VideoFeatures):
+            _check_keyframes(keyframes, frames)
+        encoded = video if isinstance(video, VideoFeatures) else self.features(video, frames, clip)
+        if use_localizer and keyframes > len(encoded.indices):
+            raise VideoError(
+                None if isinstance(video, VideoFeatures) else video,
+                f"only {len(encoded.indices)} distinct frame{'s' if len(encoded.indices) != 1 else ''} to choose {keyframes} keyframes from; "
+                f"lower num_keyframes (--keyframes)",
+            )
         items = [
             QuestionItem(encoded, question, list(options), *prompts.prompts_for(self.prompt_style, question, options))
             for question, options in questions
         ]
-        return answer_batch(self.model, items, num_keyframes or self.num_keyframes, use_localizer)
+        return answer_batch(self.model, items, keyframes, use_localizer)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sevila.utils.sizes import parse_size as parse_size_text
+
 MODEL_HELP = "a model directory, a Hugging Face hub id, or 'demo' (the bundled toy model)"
 
 
@@ -26,6 +28,24 @@ def add_model_arguments(parser: argparse.ArgumentParser, prompt_style: bool = Tr
         help="feature cache folder (default: $SEVILA_CACHE_DIR or ~/.cache/sevila/features)",
     )
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    parser.add_argument(
+        "--cache-limit",
+        metavar="SIZE",
+        default=None,
+        help="largest size of the feature cache, e.g. 20GB, 500MB, 2GiB or none; least recently used entries "
+        "are deleted past it (default: $SEVILA_CACHE_LIMIT, else the library's default)",
+    )
+
+
+def parse_size(value: str) -> int:
+    """An argparse type: a positive size (`sevila.utils.sizes.parse_size`)."""
+    try:
+        size = parse_size_text(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"a size must be positive, got {value!r}")
+    return size
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +66,17 @@ def load_videoqa(args: argparse.Namespace):
 
     if args.model is None:  # no silent default: a toy model's answers must never pass for a real one's
         raise CommandError(f"no model given: name one with --model ({MODEL_HELP})")
-    cache = None if args.no_cache else FeatureCache(args.cache_dir)
+    cache_limit = getattr(args, "cache_limit", None)
+    if args.no_cache:
+        if cache_limit is not None:
+            raise CommandError("--cache-limit has no effect with --no-cache; give one or the other")
+        cache = None
+    else:  # the size text is parsed where the cache limit's syntax lives (sevila.features), as $SEVILA_CACHE_LIMIT is
+        cache = (
+            FeatureCache(args.cache_dir, max_bytes=cache_limit)
+            if cache_limit is not None
+            else FeatureCache(args.cache_dir)
+        )
     return VideoQA.load(
         args.model,
         device=args.device,

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
+from sevila.cli.common import parse_size
+
 BLIP2_HUB_ID = "Salesforce/blip2-flan-t5-xl"  # as sevila.convert.blip2; not imported here so --help stays fast
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-
-
-def parse_size(value: str) -> int:
-    """``5GB``, ``500MB``, ``2GiB`` or a number of bytes."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]I?B|B)?\s*", value, flags=re.IGNORECASE)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {value!r} (e.g. 5GB, 500MB, 2GiB)")
-    size = int(float(match.group(1)) * _UNITS[(match.group(2) or "").upper()])
-    if size <= 0:
-        raise argparse.ArgumentTypeError(f"a shard size must be positive, got {value!r}")
-    return size
 
 
 def register(subparsers) -> None:

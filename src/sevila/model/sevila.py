@@ -269,6 +269,10 @@ class SeViLA(nn.Module):
             option_scores=steps.step1_logits.view(*shape, -1), first_token=steps.first_token.view(shape)
         )
 
+    def _keyframe_count(self, num_keyframes: int | None) -> int:
+        """``num_keyframes``, or the config's when None (0 is an error in `select_keyframes`, not the default)."""
+        return self.config.num_keyframes if num_keyframes is None else num_keyframes
+
     def predict(
         self,
         inputs: torch.Tensor | FrameFeatures,
@@ -290,7 +294,7 @@ class SeViLA(nn.Module):
             if loc_prompts is None:
                 raise ValueError("loc_prompts are required when use_localizer=True")
             frame_scores = self.frame_scores(features.localizer, loc_prompts)
-            keyframes = select_keyframes(frame_scores, num_keyframes or self.config.num_keyframes)
+            keyframes = select_keyframes(frame_scores, self._keyframe_count(num_keyframes))
         else:
             keyframes = torch.arange(num_frames, device=features.answerer.device).expand(videos, -1)
         tokens = _gather_frames(features.answerer, keyframes)
@@ -367,7 +371,7 @@ class SeViLA(nn.Module):
         with torch.no_grad():
             localizer_tokens = self.localizer(states).view(*shape, *self._token_shape())
             scores = self.frame_scores(localizer_tokens, loc_prompts)
-            keyframes = select_keyframes(scores, num_keyframes or self.config.num_keyframes)
+            keyframes = select_keyframes(scores, self._keyframe_count(num_keyframes))
         selected = _gather_frames(states.view(*shape, *states.shape[1:]), keyframes)
         tokens = self.answerer(selected.flatten(0, 1)).view(*keyframes.shape, *self._token_shape())
         loss = self._answer_loss(tokens, qa_prompts, answers, num_options, video_level=True)

@@ -16,7 +16,9 @@ never hard-coded: for Flan-T5 they come out as 4273, 150 and 71/272/205/309/262.
 from __future__ import annotations
 
 import json
+import re
 import string
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ import torch
 
 from sevila.config import SeViLAConfig
 from sevila.hub import resolve_directory
-from sevila.prompts import OPTION_LETTERS
+from sevila.prompts import OPTION_LETTERS, QA_INSTRUCTION
 
 TOKENIZER_FILE = "tokenizer.json"
 # Special tokens as T5's tokenizer files name them; T5TokenizerFast registered these (and the files'
@@ -140,6 +142,13 @@ class TokenizedText:
         return TokenizedText(self.ids.to(device), self.mask.to(device))
 
 
+class PromptTruncated(UserWarning):
+    """A prompt was longer than ``max_text_length`` tokens and lost its end (as in the reference)."""
+
+
+_OPTION_MARKER = re.compile(r" Option ([A-Z]): ")
+
+
 class PromptTokenizer:
     """Wraps a T5 tokenizer with the reference's settings and resolves the special-meaning token ids."""
 
@@ -161,10 +170,37 @@ class PromptTokenizer:
         self._config = config
 
     def __call__(self, texts: Sequence[str]) -> TokenizedText:
-        """Prompts and targets: with ``</s>``, truncated to ``max_text_length``, padded to the longest."""
+        """Prompts and targets: with ``</s>``, truncated to ``max_text_length``, padded to the longest.
+
+        Truncation is the reference's; each text it cuts gets a `PromptTruncated` warning saying how much
+        was lost (and which options, for an answerer prompt).
+        """
         if isinstance(texts, str):
             raise TypeError("expected a list of strings, got a single string")
-        return _tensors(self._texts.encode_batch(list(texts), add_special_tokens=True))
+        texts = list(texts)
+        encodings = self._texts.encode_batch(texts, add_special_tokens=True)
+        for text, encoding in zip(texts, encodings):
+            if encoding.overflowing:
+                self._warn_truncated(text, encoding)
+        return _tensors(encodings)
+
+    def _warn_truncated(self, text: str, encoding) -> None:
+        full = len(self._prefixes.encode(text, add_special_tokens=True).ids)
+        kept_ends = [end for (_, end), special in zip(encoding.offsets, encoding.special_tokens_mask) if not special]
+        kept = max(kept_ends, default=0)  # characters of `text` that survive
+        # Answerer prompts: " Option X: text" up to the next option or the instruction.
+        markers = [(m.start(), m.group(1)) for m in _OPTION_MARKER.finditer(text)]
+        instruction = text.find(" " + QA_INSTRUCTION)
+        ends = [start for start, _ in markers[1:]] + [instruction if instruction >= 0 else len(text)]
+        lost = [letter for (_, letter), end in zip(markers, ends) if end > kept]
+        what = f", losing option{'s' if len(lost) > 1 else ''} {', '.join(lost)}" if lost else ""
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        warnings.warn(
+            f"prompt cut to {self.max_length} tokens as the original does: {full - self.max_length} of its "
+            f"{full} tokens dropped from the end{what}: {shown!r}",
+            PromptTruncated,
+            stacklevel=3,
+        )
 
     def prefixes(self, texts: Sequence[str]) -> TokenizedText:
         """Frame prefixes: no special tokens; tokenised together, so shorter ones are padded (mask 0),

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sevila.video.backends import BACKENDS, FrameReader
-from sevila.video.decode import VideoClip, load_video, open_video, read_clip
-from sevila.video.errors import VideoError
-from sevila.video.sampling import SAMPLINGS, frame_range, sample_indices, segment_bounds
+from sevila.video.backends import BACKENDS, FrameReader, check_backend
+from sevila.video.decode import VideoClip, check_video_file, load_video, open_video, read_clip
+from sevila.video.errors import BackendUnavailable, VideoError
+from sevila.video.sampling import SAMPLINGS, check_clip, frame_range, sample_indices, segment_bounds
 
 # The transforms need torch; import them on first use so decoding and sampling stay light.
 _TRANSFORMS = ("normalize", "random_resized_crop_box", "resized_crop", "train_augment")
@@ -21,9 +21,13 @@ _TRANSFORMS = ("normalize", "random_resized_crop_box", "resized_crop", "train_au
 __all__ = [
     "BACKENDS",
     "SAMPLINGS",
+    "BackendUnavailable",
     "FrameReader",
     "VideoClip",
     "VideoError",
+    "check_backend",
+    "check_clip",
+    "check_video_file",
     "frame_range",
     "load_video",
     "normalize",

@@ -12,6 +12,7 @@ not its presentation timestamp; we keep the original's convention because labels
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,27 @@ class VideoClip:
     path: Path
 
 
+def check_video_file(path: str | Path) -> Path:
+    """`path` as a `Path` if it is an existing regular file, else `VideoError` ("file not found", "a directory",
+    "not a regular file").
+
+    Call it before anything reads the file: reading a FIFO, ``/dev/zero`` or a terminal never ends (the feature
+    cache hashes a video's bytes before decoding it). Only ``stat`` is used, which never blocks on those.
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise VideoError(path, "file not found") from None
+    except OSError as err:  # permission denied on a parent, a symlink loop, a name too long, ...
+        raise VideoError(path, f"cannot be read ({err.strerror or err})") from None
+    if stat.S_ISDIR(mode):
+        raise VideoError(path, "is a directory, not a regular file")
+    if not stat.S_ISREG(mode):
+        raise VideoError(path, "not a regular file (a pipe, device or socket cannot be read as a video)")
+    return path
+
+
 def open_video(path: str | Path, image_size: int = 224, backend: str = "pyav") -> FrameReader:
     """Open `path` for reading frames by index (a context manager; or call ``.close()``).
 
@@ -50,12 +72,7 @@ def open_video(path: str | Path, image_size: int = 224, backend: str = "pyav") -
     """
     if image_size <= 0:
         raise ValueError(f"image_size must be positive, got {image_size}")
-    path = Path(path)
-    if not path.exists():
-        raise VideoError(path, "file not found")
-    if not path.is_file():
-        raise VideoError(path, "not a regular file")
-    return open_reader(path, image_size, backend)
+    return open_reader(check_video_file(path), image_size, backend)
 
 
 def read_clip(reader: FrameReader, indices: Sequence[int]) -> VideoClip:

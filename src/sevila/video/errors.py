@@ -25,3 +25,7 @@ class VideoError(ValueError):
 
     def __str__(self) -> str:
         return self.reason if self.path is None else f"{self.path}: {self.reason}"
+
+
+class BackendUnavailable(ImportError):
+    """A video backend's optional library is not installed; the message says what to install."""

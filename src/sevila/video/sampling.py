@@ -12,6 +12,7 @@ them repeated. Indices are decode-order frame numbers in ``[0, num_frames)``.
 
 from __future__ import annotations
 
+import math
 import random
 from itertools import pairwise
 from pathlib import Path
@@ -24,6 +25,38 @@ from sevila.video.errors import VideoError
 Sampling = Literal["uniform", "random"]
 SAMPLINGS: tuple[str, ...] = ("uniform", "random")
 Rng = random.Random | np.random.Generator
+
+
+def _clip_numbers(clip: object, source: str | Path | None) -> tuple[float, float]:
+    if (
+        not isinstance(clip, (tuple, list))
+        or len(clip) != 2
+        or not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in clip)
+    ):
+        raise VideoError(source, f"a clip window is two numbers (start, end) in seconds, got {clip!r}")
+    start_s, end_s = float(clip[0]), float(clip[1])
+    if not (math.isfinite(start_s) and math.isfinite(end_s)):
+        raise VideoError(
+            source, f"clip window ({start_s:g}, {end_s:g}): start and end must be finite numbers of seconds"
+        )
+    return start_s, end_s
+
+
+def check_clip(clip: object, *, source: str | Path | None = None) -> tuple[float, float]:
+    """A clip window ``(start, end)`` in seconds as two floats, or `VideoError` naming `source`.
+
+    The check of a window someone typed or wrote in an annotation file, before any video is opened: two finite
+    numbers with ``0 <= start < end`` (`sevila.data` records apply the same rule at load time). `frame_range`
+    itself stays as lenient as the original (a negative start is clamped to 0). An end past the video's end
+    is not an error either: it is clamped, as in the original, whose annotation windows often overrun the
+    video by a fraction of a second.
+    """
+    start_s, end_s = _clip_numbers(clip, source)
+    if start_s < 0:
+        raise VideoError(source, f"clip window ({start_s:g}s, {end_s:g}s) starts before 0s")
+    if end_s <= start_s:
+        raise VideoError(source, f"clip window ({start_s:g}s, {end_s:g}s) is empty: its end must come after its start")
+    return start_s, end_s
 
 
 def frame_range(
@@ -44,7 +77,7 @@ def frame_range(
         raise VideoError(source, f"the video has no frames (frame count {num_frames})")
     if clip is None:
         return 0, num_frames
-    start_s, end_s = clip
+    start_s, end_s = _clip_numbers(clip, source)  # no overflow on inf or nan
     start = max(int(start_s * fps), 0)
     end = min(int(end_s * fps), num_frames)
     if start >= num_frames or end <= start:

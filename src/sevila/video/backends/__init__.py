@@ -19,15 +19,25 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def open_reader(path: str | Path, image_size: int, backend: str = "pyav") -> FrameReader:
-    """Open `path` with the named backend; an unknown name is a `ValueError` listing the choices."""
+def reader_class(backend: str) -> type[FrameReader]:
+    """The reader class of the named backend; an unknown name is a `ValueError` listing the choices."""
     try:
         target = BACKENDS[backend]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(f"unknown video backend {backend!r}; choose one of {sorted(BACKENDS)}") from None
     module_name, class_name = target.split(":")
-    reader_class = getattr(importlib.import_module(module_name), class_name)
-    return reader_class(path, image_size)
+    return getattr(importlib.import_module(module_name), class_name)
 
 
-__all__ = ["BACKENDS", "FrameReader", "open_reader"]
+def check_backend(backend: str) -> None:
+    """Fail now, not at the first video, when the backend is unknown (`ValueError`) or its optional library
+    is missing (`sevila.video.BackendUnavailable`, saying what to install)."""
+    reader_class(backend).check_available()
+
+
+def open_reader(path: str | Path, image_size: int, backend: str = "pyav") -> FrameReader:
+    """Open `path` with the named backend; an unknown name is a `ValueError` listing the choices."""
+    return reader_class(backend)(path, image_size)
+
+
+__all__ = ["BACKENDS", "FrameReader", "check_backend", "open_reader", "reader_class"]

@@ -23,6 +23,11 @@ class FrameReader(ABC):
     fps: float
     """Average frame rate (FFmpeg's ``avg_frame_rate``), the rate SeViLA converts seconds and indices with."""
 
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise `sevila.video.BackendUnavailable` if the backend's library cannot be imported."""
+        return None  # PyAV is a core dependency; the optional backends override this
+
     @abstractmethod
     def read(self, indices: Sequence[int]) -> np.ndarray:
         """Frames at `indices` (any order, repeats allowed) as uint8 ``(len(indices), S, S, 3)`` RGB."""

@@ -13,19 +13,23 @@ from types import ModuleType
 import numpy as np
 
 from sevila.video.backends.base import FrameReader
-from sevila.video.errors import VideoError
+from sevila.video.errors import BackendUnavailable, VideoError
 
 
 def _import_decord() -> ModuleType:
     try:
         import decord
     except ImportError as exc:
-        raise ImportError("the 'decord' video backend needs decord: pip install 'sevila[decord]'") from exc
+        raise BackendUnavailable("the 'decord' video backend needs decord: pip install 'sevila[decord]'") from exc
     return decord
 
 
 class DecordReader(FrameReader):
     """decord's ``VideoReader`` resizing to ``image_size`` × ``image_size`` in its FFmpeg filter graph."""
+
+    @classmethod
+    def check_available(cls) -> None:
+        _import_decord()
 
     def __init__(self, path: str | Path, image_size: int) -> None:
         decord = _import_decord()

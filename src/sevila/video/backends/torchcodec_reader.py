@@ -14,23 +14,33 @@ from pathlib import Path
 import numpy as np
 
 from sevila.video.backends.base import FrameReader
-from sevila.video.errors import VideoError
+from sevila.video.errors import BackendUnavailable, VideoError
 
 _INSTALL_HINT = "pip install 'sevila[torchcodec]'"
+
+
+def _import_torchcodec() -> tuple[type, type]:
+    try:
+        from torchcodec.decoders import VideoDecoder
+        from torchcodec.transforms import Resize
+    except (ImportError, OSError) as exc:  # OSError: FFmpeg (or another) shared library it loads is missing
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BackendUnavailable(
+            f"the 'torchcodec' video backend needs torchcodec with decoder transforms and FFmpeg's shared "
+            f"libraries: {_INSTALL_HINT} ({first_line})"
+        ) from exc
+    return VideoDecoder, Resize
 
 
 class TorchCodecReader(FrameReader):
     """``torchcodec.decoders.VideoDecoder`` with a decoder-native resize to ``image_size`` × ``image_size``."""
 
+    @classmethod
+    def check_available(cls) -> None:
+        _import_torchcodec()
+
     def __init__(self, path: str | Path, image_size: int) -> None:
-        try:
-            from torchcodec.decoders import VideoDecoder
-            from torchcodec.transforms import Resize
-        except (ImportError, OSError) as exc:  # OSError: FFmpeg (or another) shared library it loads is missing
-            raise ImportError(
-                f"the 'torchcodec' video backend needs torchcodec with decoder transforms and FFmpeg's shared "
-                f"libraries: {_INSTALL_HINT} ({exc})"
-            ) from exc
+        VideoDecoder, Resize = _import_torchcodec()  # noqa: N806 (classes)
         self.path = Path(path)
         self._size = image_size
         try:
