@@ -65,16 +65,19 @@ def test_eval_writes_predictions_and_metrics(setup, tmp_path, capsys):
     rows = read_prediction_rows(output)
     assert len(rows) == 5 and "error" in rows[-1] and "gone.mp4" in rows[-1]["error"]
     metrics = json.loads((tmp_path / "pred.jsonl.metrics.json").read_text())
+    provenance = metrics.pop("provenance")
     assert metrics == printed
+    assert provenance["settings"]["frames"] == 6 and provenance["model"]["name"] == str(setup / "model")
+    assert provenance["computed"] and provenance["versions"]["sevila"]
     correct = sum(row.get("prediction") == row.get("answer") for row in rows if "error" not in row)
     assert metrics["accuracy"] == pytest.approx(100 * correct / 5)
     assert metrics["num_failed"] == 1 and metrics["num_questions"] == 5
     assert set(metrics["groups"]) >= {"Causal", "Temporal", "Descriptive"}
     grounding = metrics["grounding"]
     assert grounding["num_questions"] == 5 and 0 <= grounding["mIoP"] <= 100
-    # Rerun: everything already answered, same metrics.
+    # Rerun: the answered questions are kept, the failed one is retried (and fails again), nothing duplicated.
     assert cli.main(eval_args(setup, output)) == 0
-    assert "already done 5" in capsys.readouterr().err
+    assert "answered 0, failed 1, already done 4" in capsys.readouterr().err
     assert len(read_prediction_rows(output)) == 5
 
 

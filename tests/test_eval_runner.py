@@ -3,7 +3,7 @@
 import pytest
 
 from sevila.data import QARecord, write_records
-from sevila.evaluate.predictions import read_prediction_rows
+from sevila.evaluate.predictions import header_path, read_prediction_rows
 from sevila.evaluate.runner import Shard, evaluate, shard_path
 from sevila_toy.pattern_videos import write_video
 from tests.support.tiny import OPTIONS, QUESTION, tiny_model
@@ -74,11 +74,13 @@ def test_an_interrupted_run_resumes_without_loss_or_duplicates(model, split, tmp
     lines = full.read_text().splitlines(keepends=True)
     partial = tmp_path / "partial.jsonl"
     partial.write_text("".join(lines[:3]) + lines[3][:25])  # killed while writing the fourth row
+    header_path(partial).write_text(header_path(full).read_text())
     result = run(model, split, partial, batch_size=2)
-    assert result.resumed == 3 and result.answered + result.failed == 4
+    # Rows 1-2 are kept; row 3 (a missing video) is retried, and rows 4-7 are answered.
+    assert result.resumed == 2 and result.answered + result.failed == 5
     assert read_prediction_rows(partial) == read_prediction_rows(full)
     again = run(model, split, partial, batch_size=2)
-    assert (again.answered, again.failed, again.resumed) == (0, 0, 7)
+    assert (again.answered, again.failed, again.resumed) == (0, 2, 5)  # the two failures are retried
 
 
 def test_shards_merge_into_the_single_process_output(model, split, tmp_path):

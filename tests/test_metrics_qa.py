@@ -152,12 +152,12 @@ def test_malformed_prediction_file_names_line_and_field(tmp_path, line, field):
 def test_answer_key_files(tmp_path):
     records = tmp_path / "val.jsonl"
     write_records(records, [QARecord("Sequence_T1_0", "V1", "star", "what?", ["a", "b", "c", "d"], 3, "Sequence")])
-    assert read_answer_key(records) == [AnswerKeyEntry("Sequence_T1_0", 3, "Sequence")]
+    assert read_answer_key(records) == [AnswerKeyEntry("Sequence_T1_0", 3, "Sequence", num_options=4)]
     original = tmp_path / "val.json"
     original.write_text(
         json.dumps([{"video": "1/1", "num_option": 2, "qid": "CH_1_6", "a0": "x", "a1": "y", "answer": 1}])
     )
-    assert read_answer_key(original) == [AnswerKeyEntry("CH_1_6", 1, "CH")]
+    assert read_answer_key(original) == [AnswerKeyEntry("CH_1_6", 1, "CH", num_options=2)]
     original.write_text(json.dumps([{"qid": "CH_1_6", "answer": 1}, {"qid": "CH_1_6", "answer": 0}]))
     with pytest.raises(DataError) as err:
         read_answer_key(original)

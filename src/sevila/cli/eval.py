@@ -19,15 +19,21 @@ def register(subparsers) -> None:
         description=(
             "Multiple-choice records are answered with chained inference; QVHighlights moment records get "
             "the localizer's frame scores merged into moments (Moment-DETR submission rows). "
-            "Batched, resumable (questions already in --output are skipped) and shardable "
+            "Batched, resumable (questions answered in --output are kept, failed ones retried; a rerun with "
+            "other settings is refused unless --overwrite) and shardable "
             "(torchrun --nproc_per_node=N -m sevila.cli eval ...: each rank answers its share, rank 0 merges). "
-            "Writes one JSON line per question and <output>.metrics.json."
+            "Writes one JSON line per question, <output>.meta.json (what produced it, when) and "
+            "<output>.metrics.json; <output>.lock keeps a second process off the same output. "
+            "Exit status 1 when every question failed, 2 when the input or settings are refused."
         ),
     )
     add_model_arguments(parser, prompt_style=False)
     parser.add_argument("--annotations", required=True, type=Path, help="records JSONL (see `sevila prepare`)")
     parser.add_argument("--videos", required=True, type=Path, help="folder the records' videos are in")
     parser.add_argument("--output", required=True, type=Path, help="predictions JSONL (appended to when resuming)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="discard an earlier --output (and its metrics) instead of resuming it"
+    )
     parser.add_argument(
         "--video-path",
         default="{video}.mp4",
@@ -54,12 +60,20 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from sevila.evaluate.runner import MomentOptions, Shard, evaluate
+    from sevila.cli import CommandError
+    from sevila.evaluate.predictions import OutputLock, environment, metrics_path, now, read_header
+    from sevila.evaluate.runner import MomentOptions, Shard, evaluate, shard_path
     from sevila.evaluate.summary import split_metrics
 
+    for flag, value in (("--frames", args.frames), ("--keyframes", args.keyframes), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise CommandError(f"{flag} must be at least 1, got {value}")
     shard = Shard.from_environment()
     if shard.world_size > 1 and args.device is None and torch.cuda.is_available():
         args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # one GPU per rank
+    # Refuse a second writer before the (possibly long) model load; the runner holds the lock while it writes.
+    with OutputLock(args.output if shard.rank == 0 else shard_path(args.output, shard)):
+        pass
     qa = load_videoqa(args)
     result = evaluate(
         qa.model,
@@ -77,10 +91,29 @@ def run(args: argparse.Namespace) -> int:
         compute_metrics=split_metrics,
         progress=not args.no_progress,
         moments=MomentOptions(args.threshold, args.span_threshold),
+        overwrite=args.overwrite,
+        model_name=args.model,
     )
     print(f"answered {result.answered}, failed {result.failed}, already done {result.resumed}", file=sys.stderr)
+    if result.all_failed:
+        print(
+            f"sevila eval: error: all {result.num_questions} questions failed, no metrics written "
+            f"(first: {result.first_failure}); fix the cause (is --videos right?) and rerun: failed questions "
+            "are retried",
+            file=sys.stderr,
+        )
+        return 1
     if result.metrics is not None:
-        metrics_path = args.output.with_name(args.output.name + ".metrics.json")
-        atomic_write_text(metrics_path, json.dumps(result.metrics, indent=2, sort_keys=True) + "\n")
+        header = read_header(args.output)
+        provenance = {
+            "predictions": str(args.output),
+            "predictions_created": header.get("created") if header else None,
+            "settings": header.get("settings") if header else None,
+            "model": header.get("model") if header else None,
+            "computed": now(),
+            "versions": environment(),
+        }
+        document = {**result.metrics, "provenance": provenance}
+        atomic_write_text(metrics_path(args.output), json.dumps(document, indent=2, sort_keys=True) + "\n")
         print(json.dumps(result.metrics, indent=2, sort_keys=True))
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sevila.data.records import DATASET_TABLE, MomentRecord, Record, record_to_dict
+from sevila.data.records import DATASET_TABLE, MomentRecord, Record
 from sevila.data.sources import Row
 from sevila.evaluate.metrics import GroundedPrediction, GroundedQuestion, keyframe_span, nextgqa_metrics, qa_metrics
 from sevila.evaluate.metrics.qa import prediction_from_dict
@@ -57,23 +57,42 @@ def split_metrics(rows: Sequence[dict[str, Any]], records: Sequence[Record]) -> 
 
 def moment_metrics(rows: Sequence[dict[str, Any]], records: Sequence[MomentRecord]) -> dict[str, Any]:
     """The official QVHighlights summary over the queries that were predicted (failed ones are counted),
-    when the records are labeled QVHighlights queries; counts otherwise."""
+    when every record has its relevant windows; counts otherwise. Queries of another benchmark (qids that
+    are not QVHighlights', as `sevila synth` writes) are numbered in annotation order for the official
+    code; without saliency labels only the moment-retrieval metrics are computed."""
     failed = sum("error" in row for row in rows)
     counts = {"num_queries": len(records), "num_predicted": len(rows) - failed, "num_failed": failed}
-    labeled = all(r.relevant_windows for r in records)
+    if not records or not all(r.relevant_windows for r in records):
+        return {**counts, "note": "no moment labels (relevant_windows): no moment metrics"}
     try:
-        for r in records:
-            qvhighlights_qid(r.qid)
+        numbers = {str(qvhighlights_qid(r.qid)): qvhighlights_qid(r.qid) for r in records}
+    except ValueError:  # not QVHighlights queries: the official code wants integer qids
+        numbers = {r.qid: i for i, r in enumerate(records)}
+    predicted = {str(row["qid"]) for row in rows if "error" not in row}
+    with_saliency = all(r.relevant_clip_ids and r.saliency_scores for r in records if str(_key(r)) in predicted)
+    annotations = []
+    for i, r in enumerate(records):
+        data: dict[str, Any] = {"qid": numbers[str(_key(r))], "duration": r.duration}
+        data["relevant_windows"] = r.relevant_windows
+        if r.relevant_clip_ids and r.saliency_scores:
+            data.update(relevant_clip_ids=r.relevant_clip_ids, saliency_scores=r.saliency_scores)
+        annotations.append(annotation_from_row(Row(data, "<annotations>", f"record {i + 1}")))
+    predictions = []
+    for i, row in enumerate(rows):
+        if "error" in row:
+            continue
+        data = {**row, "qid": numbers[str(row["qid"])]}
+        if not with_saliency:
+            data.pop("pred_saliency_scores", None)
+        predictions.append(prediction_from_row(Row(data, "<predictions>", f"row {i + 1}")))
+    metrics = {**counts, **evaluate_qvhighlights(predictions, annotations, require_all=False)}
+    if not with_saliency:
+        metrics["note"] = "no saliency labels: moment retrieval metrics only"
+    return metrics
+
+
+def _key(record: MomentRecord) -> str | int:
+    try:
+        return qvhighlights_qid(record.qid)
     except ValueError:
-        labeled = False  # not QVHighlights queries: the official metrics are keyed by its integer qids
-    if not labeled:
-        return {**counts, "note": "no QVHighlights labels: no moment metrics"}
-    annotations = [
-        annotation_from_row(Row(record_to_dict(r), "<annotations>", f"record {i + 1}")) for i, r in enumerate(records)
-    ]
-    predictions = [
-        prediction_from_row(Row(row, "<predictions>", f"row {i + 1}"))
-        for i, row in enumerate(rows)
-        if "error" not in row
-    ]
-    return {**counts, **evaluate_qvhighlights(predictions, annotations, require_all=False)}
+        return record.qid

@@ -89,6 +89,16 @@ def nextgqa_key(qid: str) -> str:
     raise ValueError(f"not a NExT-GQA qid: {qid!r} (expected TYPE_VIDEO_QID or VIDEO_QID)")
 
 
+def question_key(qid: str) -> str:
+    """The key our rows and records are matched by: `nextgqa_key` for NExT-GQA qids, the qid itself for other
+    grounded datasets (``sevila synth``'s ``colour_v0001_0``), so whatever ``sevila eval`` scored with these
+    metrics, ``sevila metrics nextgqa`` scores too."""
+    try:
+        return nextgqa_key(qid)
+    except ValueError:
+        return qid
+
+
 def overlap(segment: Sequence[float], span: Sequence[float]) -> tuple[float, float]:
     """(IoU, IoP) of a predicted `span` with one ground-truth `segment`, by the official rules above.
 
@@ -143,7 +153,7 @@ def questions_from_records(records: Iterable[Record]) -> list[GroundedQuestion]:
             raise ValueError(f"record {record.qid!r} has no grounding (convert the csv together with gsub_*.json)")
         questions.append(
             GroundedQuestion(
-                key=nextgqa_key(record.qid),
+                key=question_key(record.qid),
                 windows=tuple((float(s), float(e)) for s, e in windows),
                 duration=float(record.extra["duration"]),
                 answer=record.answer,
@@ -212,7 +222,7 @@ def predictions_from_rows(
     by_key = {q.key: q for q in questions}
     predictions = []
     for row in rows:
-        key = nextgqa_key(row.qid)
+        key = question_key(row.qid)
         question = by_key.get(key)
         if question is None:
             raise ValueError(f"prediction {row.qid!r}: no such question in the annotations")

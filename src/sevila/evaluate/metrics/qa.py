@@ -12,6 +12,9 @@ original's ``videoqa`` task (LAVIS ``vqa.py``):
   is counted *wrong* and reported in ``num_missing`` (so a partial run cannot look better than it is);
   a row whose qid is not in the key is an error. Without a key, the rows themselves, whose ``answer``
   (or ``target``, the original's result-file name) gives the gold index.
+* **Prediction range**: a prediction index past the question's options (known from the answer key's
+  records or the original list's ``num_option``, or from the row's own ``option_scores``) is an error naming
+  the file, line and field — never counted as a wrong answer.
 * **Failed questions** (rows with a non-null ``error``) count as wrong and are reported in ``num_failed``.
 * **Duplicate qids** are an error naming the qid. The original counts them (its distributed sampler pads
   with repeated questions and its dataset re-samples on errors), which skews its accuracy.
@@ -29,7 +32,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sevila.data.records import QARecord, record_from_dict
@@ -52,6 +55,7 @@ class QAPrediction:
     answer: int | None = None  # gold index carried by the row itself, if any
     error: str | None = None
     keyframe_times: tuple[float, ...] | None = None  # seconds; used by grounding metrics
+    where: str = field(default="", compare=False)  # "FILE, line N" of the row, for errors
 
     @property
     def failed(self) -> bool:
@@ -68,6 +72,7 @@ class AnswerKeyEntry:
     qid: str
     answer: int | None
     question_type: str
+    num_options: int | None = None  # when known: predictions past it are errors
 
 
 def question_type_of(qid: str) -> str:
@@ -91,11 +96,18 @@ def prediction_from_row(row: Row) -> QAPrediction:
     answer = _optional_index(row, "answer")
     if answer is None:
         answer = _optional_index(row, "target")
+    if prediction is not None and row.has("option_scores") and isinstance(row.data["option_scores"], list):
+        count = len(row.data["option_scores"])
+        if prediction >= count:
+            raise row.error(
+                "prediction", f"{prediction} is out of range: the row scores {count} options (0..{count - 1})"
+            )
     times = None
     if row.has("keyframe_times") and row.data["keyframe_times"] is not None:
         raw = row.list("keyframe_times")
         times = tuple(float(row.check_number(f"keyframe_times[{i}]", t)) for i, t in enumerate(raw))
-    return QAPrediction(qid, prediction, answer, error, times)
+    where = ", ".join(part for part in (row.source, row.position) if part)
+    return QAPrediction(qid, prediction, answer, error, times, where)
 
 
 def prediction_from_dict(
@@ -121,7 +133,9 @@ def entry_from_record(record: QARecord) -> AnswerKeyEntry:
     """The answer-key entry of a labeled QA record (its type: ``question_type``, else the qid prefix)."""
     if record.answer is None:
         raise ValueError(f"record {record.qid!r} has no answer (unlabeled split?)")
-    return AnswerKeyEntry(record.qid, record.answer, record.question_type or question_type_of(record.qid))
+    return AnswerKeyEntry(
+        record.qid, record.answer, record.question_type or question_type_of(record.qid), len(record.options)
+    )
 
 
 def read_answer_key(path: str | os.PathLike[str]) -> list[AnswerKeyEntry]:
@@ -134,7 +148,10 @@ def read_answer_key(path: str | os.PathLike[str]) -> list[AnswerKeyEntry]:
     def entry(row: Row) -> AnswerKeyEntry:
         if not row.has("kind"):  # an element of the original list
             qid = row.str("qid")
-            return AnswerKeyEntry(qid, row.int("answer", low=0), question_type_of(qid))
+            count = row.int("num_option", low=1) if row.has("num_option") else None
+            if count is None and row.has("a0"):
+                count = sum(row.has(f"a{i}") for i in range(10))
+            return AnswerKeyEntry(qid, row.int("answer", low=0), question_type_of(qid), count)
         record = record_from_dict(row.data, path, row.position)
         if not isinstance(record, QARecord):
             raise row.error("kind", f"expected a QA record, got {record.kind!r}")
@@ -199,6 +216,12 @@ def qa_metrics(
             num_missing += 1
         elif row.failed:
             num_failed += 1
+        elif entry.num_options is not None and row.prediction is not None and row.prediction >= entry.num_options:
+            n = entry.num_options
+            raise ValueError(
+                f"{row.where or '<predictions>'}, field 'prediction': {row.prediction} is out of range: question "
+                f"{entry.qid!r} has {n} options (0..{n - 1})"
+            )
         elif row.prediction == entry.answer:
             correct[entry.question_type] += 1
     metrics: dict[str, Any] = {

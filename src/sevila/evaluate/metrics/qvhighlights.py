@@ -193,7 +193,8 @@ def _pair_up(
         if missing or extra:
             raise ValueError(
                 "predictions and ground truth must cover the same queries: "
-                f"{len(missing)} without prediction {missing[:5]}, {len(extra)} without ground truth {extra[:5]}"
+                f"{len(missing)} without prediction {missing[:5]}, {len(extra)} without ground truth {extra[:5]} "
+                "(sevila metrics --partial scores the queries present in both)"
             )
     pairs = [(by_qid[a.qid], a) for a in annotations if a.qid in by_qid]
     if not pairs:
@@ -208,7 +209,8 @@ def evaluate_qvhighlights(
     require_all: bool = True,
 ) -> dict[str, float | None]:
     """The official summary (`SUMMARY_KEYS`) in percent: MR metrics when the predictions have windows,
-    HL metrics when they have saliency scores (all predictions must agree on which they have).
+    HL metrics when they have saliency scores (all predictions must agree on which they have) and the ground
+    truth has them (for all of the queries, or for none: then there are no HL metrics).
 
     A length split that no query falls into (possible on a subset of queries) is reported as None.
     """
@@ -224,7 +226,8 @@ def evaluate_qvhighlights(
             raise ValueError(f"predictions: qid {qid} has no {what} although others have")
     if all(with_windows):
         metrics.update(moment_retrieval_metrics(pairs))
-    if all(with_saliency):
+    labeled = [a.saliency_scores is not None for _, a in pairs]
+    if all(with_saliency) and any(labeled):  # ground truth without any saliency (moments only): MR metrics only
         for _, annotation in pairs:
             if annotation.saliency_scores is None:
                 raise ValueError(f"ground truth: qid {annotation.qid} has no saliency_scores for highlight metrics")

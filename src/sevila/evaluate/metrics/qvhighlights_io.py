@@ -160,8 +160,11 @@ def prediction_from_row(row: Row) -> MomentPrediction:
 
 
 def read_submission(path: str | os.PathLike[str]) -> list[MomentPrediction]:
-    """The rows of a submission file; a qid given twice is an error naming both lines."""
-    return list(unique_by_qid(read_jsonl(path), prediction_from_row))
+    """The rows of a submission file; a qid given twice is an error naming both lines. Failed rows (an
+    ``error`` and no prediction, as ``sevila eval`` records a query whose video could not be read) are left
+    out: such a query has no prediction."""
+    rows = (row for row in read_jsonl(path) if not (row.has("error") and row.data["error"] is not None))
+    return list(unique_by_qid(rows, prediction_from_row))
 
 
 def annotation_from_row(row: Row) -> MomentAnnotation:
