@@ -260,8 +260,10 @@ def test_truncated_prompt_warns_with_the_options_it_loses(model, video):
     assert "tokens dropped from the end, losing option E: 'Question: what is the man" in answerer[0]
     assert all("\n" not in m for m in messages)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a prompt that fits says nothing
-        qa.predict(video, QUESTION, OPTIONS[:3])
+        warnings.simplefilter("error")
+        qa.predict(video, QUESTION, OPTIONS[:3])  # a prompt that fits says nothing
+        qa.predict(video, long_question, OPTIONS)  # nor does the same prompt a second time
+        qa.predict(video, long_question[:240], OPTIONS[:2])  # nor one that loses only the instruction (80 tokens)
 
 
 # ------------------------------------------------------------------------------------------ files

@@ -16,6 +16,7 @@ never hard-coded: for Flan-T5 they come out as 4273, 150 and 71/272/205/309/262.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import string
 import warnings
@@ -29,6 +30,7 @@ from sevila.config import SeViLAConfig
 from sevila.hub import resolve_directory
 from sevila.prompts import OPTION_LETTERS, QA_INSTRUCTION
 
+logger = logging.getLogger(__name__)
 TOKENIZER_FILE = "tokenizer.json"
 # Special tokens as T5's tokenizer files name them; T5TokenizerFast registered these (and the files'
 # additional special tokens) as special added tokens, so a literal "</s>" in a text is the one token.
@@ -168,12 +170,14 @@ class PromptTokenizer:
         self.frame_prefix = self.prefixes([config.frame_prefix])
         self._keyframe_prefixes: dict[int, TokenizedText] = {}
         self._config = config
+        self._warned: set[str] = set()  # prompt texts already warned about
 
     def __call__(self, texts: Sequence[str]) -> TokenizedText:
         """Prompts and targets: with ``</s>``, truncated to ``max_text_length``, padded to the longest.
 
-        Truncation is the reference's; each text it cuts gets a `PromptTruncated` warning saying how much
-        was lost (and which options, for an answerer prompt).
+        Truncation is the reference's. An answerer prompt that loses options to it gets a `PromptTruncated`
+        warning naming them, once per prompt text; losing only the trailing instruction (common with five
+        long options) is logged at debug level, so an evaluation or a training run does not repeat it.
         """
         if isinstance(texts, str):
             raise TypeError("expected a list of strings, got a single string")
@@ -195,12 +199,15 @@ class PromptTokenizer:
         lost = [letter for (_, letter), end in zip(markers, ends) if end > kept]
         what = f", losing option{'s' if len(lost) > 1 else ''} {', '.join(lost)}" if lost else ""
         shown = text if len(text) <= 80 else text[:77] + "..."
-        warnings.warn(
+        message = (
             f"prompt cut to {self.max_length} tokens as the original does: {full - self.max_length} of its "
-            f"{full} tokens dropped from the end{what}: {shown!r}",
-            PromptTruncated,
-            stacklevel=3,
+            f"{full} tokens dropped from the end{what}: {shown!r}"
         )
+        if not lost:
+            logger.debug(message)
+        elif text not in self._warned:
+            self._warned.add(text)
+            warnings.warn(message, PromptTruncated, stacklevel=3)
 
     def prefixes(self, texts: Sequence[str]) -> TokenizedText:
         """Frame prefixes: no special tokens; tokenised together, so shorter ones are padded (mask 0),
