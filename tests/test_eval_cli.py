@@ -8,7 +8,7 @@ from sevila import cli
 from sevila.data import QARecord, write_records
 from sevila.evaluate.predictions import read_prediction_rows
 from sevila_toy.pattern_videos import write_video
-from tests.support.tiny import OPTIONS, QUESTION, tiny_model
+from tests.support.tiny import grounded_qa_records, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -17,19 +17,7 @@ def setup(tmp_path_factory):
     (root / "videos").mkdir()
     write_video(root / "videos" / "a.mp4", num_frames=32, fps=8)
     write_video(root / "videos" / "b.mp4", num_frames=24, fps=8)
-    records = [
-        QARecord(
-            qid=f"{t}_{v}_{i}",
-            video=v,
-            dataset="nextgqa",
-            question=f"{QUESTION} {i}",
-            options=OPTIONS[:4],
-            answer=i % 4,
-            question_type=t,
-            extra={"grounding_windows": [[0.5, 1.5]], "duration": 3.0, "fps": 8},
-        )
-        for i, (t, v) in enumerate([("CW", "a"), ("TN", "a"), ("DL", "b"), ("CH", "b"), ("TC", "gone")])
-    ]
+    records = grounded_qa_records([("CW", "a"), ("TN", "a"), ("DL", "b"), ("CH", "b"), ("TC", "gone")])
     write_records(root / "qa.jsonl", records)
     tiny_model(seed=4).save_pretrained(root / "model")
     return root

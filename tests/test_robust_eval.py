@@ -19,7 +19,7 @@ from sevila.data import MomentRecord, QARecord, write_records
 from sevila.evaluate.predictions import OutputLock, header_path, lock_path, metrics_path, read_prediction_rows
 from sevila.evaluate.runner import Shard, evaluate, shard_path
 from sevila_toy.pattern_videos import write_video
-from tests.support.tiny import OPTIONS, QUESTION, tiny_model
+from tests.support.tiny import OPTIONS, QUESTION, grounded_qa_records, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,19 +34,7 @@ def world(tmp_path_factory):
     for name in ("a", "b"):
         shutil.copy(root / "videos" / f"{name}.mp4", root / "some" / f"{name}.mp4")
     (root / "empty").mkdir()
-    records = [
-        QARecord(
-            qid=f"{t}_{v}_{i}",
-            video=v,
-            dataset="nextgqa",
-            question=f"{QUESTION} {i}",
-            options=OPTIONS[:4],
-            answer=i % 4,
-            question_type=t,
-            extra={"grounding_windows": [[0.5, 1.5]], "duration": 3.0, "fps": 8},
-        )
-        for i, (t, v) in enumerate([("CW", "a"), ("TN", "c"), ("DL", "b"), ("CH", "c"), ("TC", "a")])
-    ]
+    records = grounded_qa_records([("CW", "a"), ("TN", "c"), ("DL", "b"), ("CH", "c"), ("TC", "a")])
     write_records(root / "qa.jsonl", records)
     moments = [
         MomentRecord(

@@ -79,3 +79,23 @@ def write_tiny_blip2(directory: Path, config: SeViLAConfig, shards: int = 1, see
             weight_map.update({k: name for k in part})
         (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     return state
+
+
+def grounded_qa_records(videos: list[tuple[str, str]]):
+    """NExT-GQA-style records, one per (question type, video) pair: question i asks the tiny model's question
+    with options A-D, answer ``i % 4`` and evidence at 0.5-1.5 s of a 3 s, 8 fps video."""
+    from sevila.data import QARecord
+
+    return [
+        QARecord(
+            qid=f"{t}_{v}_{i}",
+            video=v,
+            dataset="nextgqa",
+            question=f"{QUESTION} {i}",
+            options=OPTIONS[:4],
+            answer=i % 4,
+            question_type=t,
+            extra={"grounding_windows": [[0.5, 1.5]], "duration": 3.0, "fps": 8},
+        )
+        for i, (t, v) in enumerate(videos)
+    ]
