@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import pytest
 
@@ -130,3 +131,42 @@ def test_dispatcher_reports_errors_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert "rows.jsonl, line 2, field 'qid'" in err and "repeats the qid of line 1" in err
+
+
+GOOD = '{"qid": "CW_1_0", "prediction": 0, "answer": 0}\n{"qid": "TN_1_1", "prediction": 1, "answer": 0}\n'
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", r"rows\.jsonl: no prediction rows \(an empty file\?\)"),
+        (b"\n\n", r"rows\.jsonl: no prediction rows"),
+        (b"not json\n", r"rows\.jsonl, line 1: invalid JSON"),
+        (b'{"qid": "CW_1_0", "prediction": 0, "answer": 0', r"rows\.jsonl, line 1: invalid JSON"),
+        (b'"CW_1_0"\n', r"rows\.jsonl, line 1: expected a JSON object"),
+        (b'{"prediction": 0}\n', r"rows\.jsonl, line 1, field 'qid': missing"),
+        (b'{"qid": "CW_1_0"}\n', r"rows\.jsonl, line 1, field 'prediction': missing"),
+        (b'{"qid": "CW_1_0", "prediction": "B"}\n', r"rows\.jsonl, line 1, field 'prediction'"),
+        (b'{"qid": "CW_1_0", "prediction": -1}\n', r"rows\.jsonl, line 1, field 'prediction'"),
+        (b'{"qid": 3.5, "prediction": 0}\n', r"rows\.jsonl, line 1, field 'qid'"),
+        (b'{"qid": "CW_1_0", "prediction": 0}\n{"qid": "CW_1_0", "prediction": 1}\n', r"repeats the qid of line 1"),
+        (b"\xef\xbb\xbf" + GOOD.encode(), "accuracy"),  # a BOM is accepted
+        (GOOD.replace("\n", "\r\n").encode(), "accuracy"),  # so are CRLF line ends
+        (b'[{"qid": "CW_1_0", "prediction": 0, "answer": 0}]', "accuracy"),  # the original's JSON result list
+        (b"\xff\xfe\n", r"rows\.jsonl, line 1: not UTF-8"),
+    ],
+)
+def test_malformed_prediction_files_fail_in_one_line(tmp_path, capsys, content, expected):
+    """The prediction-file corpus through the dispatcher: exit 2 and one line naming file, line and field,
+    or a score for the variants that are fine."""
+    from sevila.cli import main
+
+    predictions = tmp_path / "rows.jsonl"
+    predictions.write_bytes(content)
+    code = main(["metrics", "qa", "--predictions", str(predictions)])
+    out, err = capsys.readouterr()
+    if expected == "accuracy":
+        assert code == 0 and "accuracy" in json.loads(out)
+    else:
+        assert code == 2 and err.strip().count("\n") == 0
+        assert re.search(expected, err), err

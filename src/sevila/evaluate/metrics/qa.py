@@ -119,14 +119,18 @@ def prediction_from_dict(
 
 def _rows(path: str | os.PathLike[str]) -> Iterable[Row]:
     """Rows of a JSONL file, or of a JSON array (the original's ``{split}_epoch{n}.json`` result files)."""
-    with open(path, encoding="utf-8") as f:
-        head = f.read(64).lstrip()
-    return json_array_rows(path, load_json(path)) if head.startswith("[") else read_jsonl(path)
+    with open(path, "rb") as f:  # bytes: the readers below name the file and line of any bad text
+        head = f.read(64).removeprefix(b"\xef\xbb\xbf").lstrip()
+    return json_array_rows(path, load_json(path)) if head.startswith(b"[") else read_jsonl(path)
 
 
 def read_predictions(path: str | os.PathLike[str]) -> list[QAPrediction]:
-    """Prediction rows of a file (JSONL or a JSON array); a repeated qid is an error naming both rows."""
-    return list(unique_by_qid(_rows(path), prediction_from_row))
+    """Prediction rows of a file (JSONL or a JSON array); a repeated qid is an error naming both rows, and a
+    file without any row is an error naming the file."""
+    predictions = list(unique_by_qid(_rows(path), prediction_from_row))
+    if not predictions:
+        raise ValueError(f"{path}: no prediction rows (an empty file?)")
+    return predictions
 
 
 def entry_from_record(record: QARecord) -> AnswerKeyEntry:
