@@ -41,7 +41,8 @@ ROOMS = [
     Room(
         "utils",
         ("sevila.utils",),
-        "the few shared helpers: atomic file writes (`io`: fsync, normal file modes), `CheckpointError`",
+        "the few shared helpers: atomic file writes (`io`: fsync, normal file modes), `CheckpointError`, grouping a "
+        "batch by a key (`batching`), sizes such as `10GB` (`sizes`)",
         (),
     ),
     Room(
@@ -92,7 +93,8 @@ ROOMS = [
     Room(
         "features",
         ("sevila.features",),
-        "the on-disk per-video feature cache (key: video bytes, sampling, weights) and `encode_video`",
+        "the on-disk per-video feature cache (key: video bytes, sampling, weights, precision; checksummed entries, "
+        "an LRU size limit) and `encode_video`",
         ("config", "utils", "model", "video"),
     ),
     Room(
@@ -117,8 +119,8 @@ ROOMS = [
     Room(
         "evaluate",
         ("sevila.evaluate",),
-        "running a split (`runner`: batched, resumable, sharded under torchrun), prediction files, the summary "
-        "`sevila eval` reports",
+        "running a split (`runner`: batched, sharded under torchrun, resumable: failed rows retried, other settings "
+        "refused, one writer by lock), prediction files and their settings header, the summary `sevila eval` reports",
         ("config", "utils", "model", "video", "data", "features", "moments", "inference", "metrics"),
     ),
     Room(
