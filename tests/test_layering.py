@@ -110,6 +110,13 @@ ROOMS = [
         ("config", "utils", "model", "loading", "video", "features", "moments"),
     ),
     Room(
+        "plots",
+        ("sevila.plots",),
+        "pictures of results with matplotlib (optional, `sevila[plot]`; imported only when a plot is drawn): the "
+        "frame-score curve with keyframes marked and their thumbnails, or with the moments shaded",
+        ("video", "moments"),
+    ),
+    Room(
         "metrics",
         ("sevila.evaluate.metrics",),
         "QA accuracy by type, QVHighlights moment retrieval and highlights, NExT-GQA grounding — numpy only, on "
@@ -152,6 +159,7 @@ ROOMS = [
             "features",
             "moments",
             "inference",
+            "plots",
             "metrics",
             "evaluate",
             "train",

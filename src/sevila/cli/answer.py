@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sevila.cli.common import add_model_arguments, load_videoqa
+from sevila.cli.common import add_model_arguments, add_plot_argument, check_plot_argument, load_videoqa, report_plot
 from sevila.prompts import OPTION_LETTERS
 
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -35,10 +35,12 @@ def register(subparsers) -> None:
         help="no localizer: the answerer sees all --frames frames (the paper's baseline)",
     )
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    add_plot_argument(parser, "the frame-score plot with the keyframes marked and their thumbnails beneath")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_plot_argument(args)  # before the model loads: a missing matplotlib or a bad path fails at once
     qa = load_videoqa(args)
     answer = qa.predict(
         args.video,
@@ -47,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         clip=tuple(args.clip) if args.clip else None,
         use_localizer=not args.uniform,
     )
+    if args.plot:
+        from sevila.plots import plot_answer
+
+        report_plot(args, plot_answer(answer, args.video, args.plot, backend=args.backend))
     if args.json:
         print(json.dumps(answer.to_dict(), indent=2))
         return 0

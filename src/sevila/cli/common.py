@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sevila.utils.sizes import parse_size as parse_size_text
 
@@ -57,6 +58,30 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
         help="numeric precision: reference (the original's fp16 ViT / bf16 T5 mix; default on CUDA), "
         "bf16 (faster, lighter) or fp32 (default on CPU)",
     )
+
+
+def add_plot_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--plot", metavar="FILE.png", default=None, help=f"also write {what} (needs matplotlib: sevila[plot])"
+    )
+
+
+def check_plot_argument(args: argparse.Namespace) -> None:
+    """With --plot: matplotlib is there and the file can be written, or a one-line error before any work."""
+    if not getattr(args, "plot", None):
+        return
+    from sevila.cli import CommandError
+    from sevila.plots import INSTALL_HINT, PlotUnavailable, check_plot_path, require_matplotlib
+
+    try:
+        require_matplotlib()
+    except PlotUnavailable:
+        raise CommandError(f"--plot needs matplotlib: {INSTALL_HINT}") from None
+    check_plot_path(args.plot)
+
+
+def report_plot(args: argparse.Namespace, path) -> None:
+    print(f"sevila {args.command}: wrote the plot to {path}", file=sys.stderr)
 
 
 def load_videoqa(args: argparse.Namespace):
