@@ -35,6 +35,7 @@ from tests.support.train import (  # noqa: F401 (one_thread is an autouse fixtur
     one_thread,
     save_tiny_model,
     tiny_run,
+    train_world,
     write_splits,
 )
 from tests.test_convert_streaming import write_lavis_checkpoint
@@ -330,13 +331,7 @@ def test_convert_warns_of_nan_weights_and_records_provenance(tmp_path, caplog):
 # ---------------------------------------------------------------------------------------------- train
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    return {
-        "root": root,
-        "videos": make_videos(root / "videos"),
-        "model": save_tiny_model(root / "model"),
-        "qa": write_splits(root, "qa", train=4, val=2),
-    }
+    return train_world(tmp_path_factory.mktemp("train"), moments=False)
 
 
 def test_every_batch_skipped_fails_and_writes_no_best(world, tmp_path, capsys):

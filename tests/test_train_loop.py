@@ -24,20 +24,14 @@ from tests.support.train import (  # noqa: F401 (one_thread is an autouse fixtur
     run_config,
     save_tiny_model,
     tiny_run,
+    train_world,
     write_splits,
 )
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    return {
-        "root": root,
-        "videos": make_videos(root / "videos"),
-        "model": save_tiny_model(root / "model"),
-        "qa": write_splits(root, "qa", train=4, val=2),
-        "moment": write_splits(root, "moment", train=4, val=2),
-    }
+    return train_world(tmp_path_factory.mktemp("train"))
 
 
 def weights(model: SeViLA) -> dict[str, torch.Tensor]:

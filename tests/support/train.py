@@ -99,6 +99,19 @@ def write_splits(root: Path, kind: str, train: int = 8, val: int = 3) -> tuple[P
     return paths
 
 
+def train_world(root: Path, moments: bool = True) -> dict[str, Any]:
+    """Videos, a saved tiny model and small QA (and moment) splits under ``root``: what a training test runs on."""
+    world = {
+        "root": root,
+        "videos": make_videos(root / "videos"),
+        "model": save_tiny_model(root / "model"),
+        "qa": write_splits(root, "qa", train=4, val=2),
+    }
+    if moments:
+        world["moment"] = write_splits(root, "moment", train=4, val=2)
+    return world
+
+
 def run_config(
     stage: str, model: Path, videos: Path, splits: tuple[Path, Path], output: Path, **overrides: Any
 ) -> dict[str, Any]:
