@@ -17,6 +17,9 @@ from pathlib import Path
 
 from sevila.utils.errors import CheckpointError
 
+# The transformers BLIP-2 (EVA ViT-g + Flan-T5-XL) that the paper's model is built on.
+BLIP2_HUB_ID = "Salesforce/blip2-flan-t5-xl"
+
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a Hugging Face hub id, "owner/name"
 CONFIG_NAME = "config.json"  # what makes a directory a model directory (ours and transformers')
 

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from sevila.cli.common import parse_size
-
-BLIP2_HUB_ID = "Salesforce/blip2-flan-t5-xl"  # as sevila.convert.blip2; not imported here so --help stays fast
+from sevila.hub import BLIP2_HUB_ID  # no torch: --help stays fast
 
 
 def register(subparsers) -> None:

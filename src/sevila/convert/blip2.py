@@ -33,7 +33,7 @@ import torch
 
 from sevila.config import LanguageModelConfig, QFormerConfig, SeViLAConfig, VisionConfig
 from sevila.convert.common import BRANCH_PREFIXES, ConvertedState, matches
-from sevila.hub import is_hub_id, resolve_directory
+from sevila.hub import BLIP2_HUB_ID, is_hub_id, resolve_directory
 from sevila.model import SeViLA
 from sevila.model.weights import (
     CONFIG_NAME,
@@ -51,7 +51,6 @@ from sevila.model.weights import (
 
 logger = logging.getLogger(__name__)
 
-BLIP2_HUB_ID = "Salesforce/blip2-flan-t5-xl"
 BLIP2_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt"]  # what a BLIP-2 hub id needs downloaded
 
 BLIP2_IGNORED = [
