@@ -14,7 +14,19 @@ from sevila import __version__
 from sevila.video.errors import BackendUnavailable
 
 # One module per sub-command; each defines `register(subparsers)` which adds its parser and sets `func`.
-COMMAND_MODULES = ("demo", "answer", "localize", "eval", "metrics", "train", "prepare", "synth", "convert", "cache")
+COMMAND_MODULES = (
+    "demo",
+    "answer",
+    "localize",
+    "app",
+    "eval",
+    "metrics",
+    "train",
+    "prepare",
+    "synth",
+    "convert",
+    "cache",
+)
 
 
 class CommandError(Exception):
