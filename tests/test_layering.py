@@ -138,10 +138,26 @@ ROOMS = [
         ("config", "utils", "hub", "model", "convert", "loading", "video", "data", "features", "metrics"),
     ),
     Room(
+        "integrations",
+        ("sevila.integrations",),
+        "where SeViLA meets other tools: transformers' `AutoConfig` registration of `model_type: sevila` "
+        "(`hf_config`, hooked in by `import sevila` without importing transformers) and the lmms-eval model "
+        "adapter (`lmms_eval`, optional `sevila[lmms-eval]`)",
+        ("config", "utils", "hub", "model", "loading", "video", "features", "inference"),
+    ),
+    Room(
         "package",
         ("sevila",),  # sevila/__init__.py alone
-        "`sevila.SeViLA` (imported lazily) and `SeViLAConfig`",
-        ("config", "model"),
+        "`sevila.SeViLA` (imported lazily), `SeViLAConfig`, and the `AutoConfig` registration hook",
+        ("config", "model", "integrations"),
+    ),
+    Room(
+        "app",
+        ("sevila.app",),
+        "the web page of `sevila app` (optional, `sevila[app]`, Gradio): plain functions and `Service` without "
+        "Gradio (`logic.py`: option rows, models by name, answers, moments, one-line errors), the page and "
+        "serving it (`page.py`); nothing of the library imports it",
+        ("config", "utils", "hub", "video", "features", "inference", "plots"),
     ),
     Room(
         "cli",
@@ -164,6 +180,7 @@ ROOMS = [
             "evaluate",
             "train",
             "package",
+            "app",
         ),
     ),
 ]

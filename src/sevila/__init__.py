@@ -17,6 +17,15 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["SeViLA", "SeViLAConfig", "__version__"]
 
 
+def _register_with_transformers() -> None:
+    from sevila.integrations.hf_config import register_on_import
+
+    register_on_import()  # AutoConfig knows model_type "sevila", without importing transformers here
+
+
+_register_with_transformers()
+
+
 def __getattr__(name: str) -> Any:
     if name == "SeViLA":
         from sevila.model import SeViLA

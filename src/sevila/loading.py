@@ -15,13 +15,22 @@ from sevila.model import Precision, SeViLA
 from sevila.model.weights import from_pretrained
 
 
-def load_model(name_or_path: str | Path, device=None, precision: Precision | None = None) -> SeViLA:
-    """A model by short name, directory or hub id, ready for inference (eval mode, ``precision``'s dtypes;
-    default: the device's). A transformers BLIP-2 becomes SeViLA with its Q-Former in both branches."""
+def load_model(
+    name_or_path: str | Path,
+    device=None,
+    precision: Precision | None = None,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+) -> SeViLA:
+    """A model by short name, directory or hub id (at ``revision``, with ``token`` for a private one), ready
+    for inference (eval mode, ``precision``'s dtypes; default: the device's). A transformers BLIP-2 becomes
+    SeViLA with its Q-Former in both branches."""
     source = resolve_name(name_or_path)
-    directory = resolve_directory(source)
+    directory = resolve_directory(source, revision=revision, token=token)
     if is_blip2(directory):
-        return from_blip2(source, device=device, precision=precision)
+        # The snapshot already fetched, when pinned (from_blip2 would resolve the hub id's newest revision).
+        return from_blip2(source if revision is None else directory, device=device, precision=precision)
     return from_pretrained(directory, device=device, precision=precision)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -21,7 +20,8 @@ def register(subparsers) -> None:
             "the localizer's frame scores merged into moments (Moment-DETR submission rows). "
             "Batched, resumable (questions answered in --output are kept, failed ones retried; a rerun with "
             "other settings is refused unless --overwrite) and shardable "
-            "(torchrun --nproc_per_node=N -m sevila.cli eval ...: each rank answers its share, rank 0 merges). "
+            "(accelerate launch --multi_gpu --num_processes N -m sevila.cli eval ..., or torchrun "
+            "--nproc_per_node N -m sevila.cli eval ...: each process answers its share, rank 0 merges). "
             "Writes one JSON line per question, <output>.meta.json (what produced it, when) and "
             "<output>.metrics.json; <output>.lock keeps a second process off the same output. "
             "Exit status 1 when every question failed, 2 when the input or settings are refused."
@@ -58,8 +58,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from sevila.cli import CommandError
     from sevila.evaluate.predictions import OutputLock, environment, metrics_path, now, read_header
     from sevila.evaluate.runner import MomentOptions, Shard, evaluate, shard_path
@@ -69,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise CommandError(f"{flag} must be at least 1, got {value}")
     shard = Shard.from_environment()
-    if shard.world_size > 1 and args.device is None and torch.cuda.is_available():
-        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # one GPU per rank
+    if shard.world_size > 1 and args.device is None:
+        args.device = str(shard.device)  # Accelerate's choice: one GPU per rank, or the CPU
     # Refuse a second writer before the (possibly long) model load; the runner holds the lock while it writes.
     with OutputLock(args.output if shard.rank == 0 else shard_path(args.output, shard)):
         pass

@@ -45,10 +45,22 @@ import torch
 from sevila.config import SeViLAConfig
 from sevila.convert.blip2 import BLIP2_PATTERNS, blip2_tensors, config_from_blip2, tokenizer_name
 from sevila.convert.common import BRANCH_PREFIXES, ConvertedState, apply_rules, load_converted, matches
-from sevila.hub import hub_revision, provenance, resolve_directory
+from sevila.hub import (
+    BLIP2_HUB_ID,
+    MODEL_CARD_NAME,
+    PAPER_CHECKPOINT,
+    SEVILA_HUB_ID,
+    hub_file,
+    hub_revision,
+    is_hub_id,
+    model_card,
+    provenance,
+    resolve_directory,
+)
 from sevila.model.text import PromptTokenizer, tokenizer_from
 from sevila.model.weights import (
     CONFIG_NAME,
+    DEFAULT_MAX_SHARD_SIZE,
     CheckpointError,
     LoadedTensor,
     LoadReport,
@@ -68,7 +80,6 @@ from sevila.utils.io import atomic_write_text
 logger = logging.getLogger(__name__)
 
 PROVENANCE_NAME = "provenance.json"  # beside a converted model: what produced it, from what, and when
-DEFAULT_MAX_SHARD_SIZE = 5 * 10**9  # bytes per safetensors shard `convert_original_checkpoint` writes ("5GB")
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -204,6 +215,10 @@ def convert_original_checkpoint(
     tokenizer: str | None = None,
     dtype: torch.dtype | None = None,
     max_shard_size: int | None = DEFAULT_MAX_SHARD_SIZE,
+    *,
+    base_revision: str | None = None,
+    token: str | bool | None = None,
+    checkpoint_source: dict | None = None,
 ) -> LoadReport:
     """Turn an original LAVIS checkpoint into our format.
 
@@ -217,6 +232,10 @@ def convert_original_checkpoint(
     so the memory needed stays near the largest tensor (plus the pages of the checkpoint file it read).
     Tensors keep their stored dtype unless ``dtype`` is given. The report counts every weight written as
     loaded, with how many each source supplied.
+
+    ``base_revision`` pins a hub id ``base``; ``checkpoint_source`` (``repo``, ``file``, ``revision``) says where
+    the checkpoint was downloaded from, for the model card (``README.md``) and ``provenance.json`` written
+    beside the weights.
     """
     if base is None and config is None:
         raise ValueError("converting without --base needs a config (a preset name or a config.json)")
@@ -226,7 +245,7 @@ def convert_original_checkpoint(
     unexpected: list[str] = []
     ignored: list[str] = []
     if base is not None:
-        directory = resolve_directory(base, BLIP2_PATTERNS)
+        directory = resolve_directory(base, BLIP2_PATTERNS, revision=base_revision, token=token)
         blip2 = read_json(directory / CONFIG_NAME)
         config = config_from_blip2(blip2, tokenizer_name=tokenizer_name(base, blip2))
         text_tokenizer = saved_tokenizer(directory, config)
@@ -294,8 +313,14 @@ def convert_original_checkpoint(
     if nonfinite:
         warn_nonfinite(nonfinite, {key: plan[key][0].origin for key in loaded})
     sources_record = [{"checkpoint": str(checkpoint.resolve()), "bytes": checkpoint.stat().st_size}]
+    card_sources = [{"role": "both Q-Former branches", **(checkpoint_source or {"path": checkpoint.name})}]
+    if checkpoint_source:
+        sources_record[0].update(checkpoint_source)
     if base is not None:
-        sources_record.append({"base": str(base), "directory": str(directory), "revision": hub_revision(directory)})
+        revision = hub_revision(directory)
+        sources_record.append({"base": str(base), "directory": str(directory), "revision": revision})
+        where = {"repo": str(base), "revision": revision} if is_hub_id(base) else {"path": Path(base).name}
+        card_sources.append({"role": "EVA ViT-g, Flan-T5 and the rest", **where})
     record = provenance(
         command="convert",
         sources=sources_record,
@@ -304,7 +329,43 @@ def convert_original_checkpoint(
         nonfinite_tensors=dict(nonfinite),
     )
     atomic_write_text(Path(output_dir) / PROVENANCE_NAME, json.dumps(record, indent=2) + "\n")
+    paper = bool(checkpoint_source) and checkpoint_source.get("file") == PAPER_CHECKPOINT
+    card = model_card(
+        name=str(output_dir),
+        sources=card_sources,
+        paper=paper,
+        num_frames=config.num_frames,
+        num_keyframes=config.num_keyframes,
+    )
+    atomic_write_text(Path(output_dir) / MODEL_CARD_NAME, str(card))
     return report
+
+
+def convert_paper_model(
+    output_dir: str | Path,
+    *,
+    revision: str | None = None,
+    base_revision: str | None = None,
+    token: str | bool | None = None,
+    dtype: torch.dtype | None = None,
+    max_shard_size: int | None = DEFAULT_MAX_SHARD_SIZE,
+) -> LoadReport:
+    """The paper's model, ready to load: the released ``sevila_pretrained.pth`` (`SEVILA_HUB_ID`, at
+    ``revision``) over BLIP-2 (`BLIP2_HUB_ID`, at ``base_revision``), both taken from the Hugging Face cache or
+    downloaded into it, converted into ``output_dir`` with a model card. The checkpoint (815 MB) is fetched
+    before BLIP-2 (16 GB), so an unreachable hub fails before the long download."""
+    path = hub_file(SEVILA_HUB_ID, PAPER_CHECKPOINT, revision=revision, token=token)
+    source = {"repo": SEVILA_HUB_ID, "file": PAPER_CHECKPOINT, "revision": hub_revision(path.parent) or revision}
+    return convert_original_checkpoint(
+        path,
+        output_dir,
+        BLIP2_HUB_ID,
+        dtype=dtype,
+        max_shard_size=max_shard_size,
+        base_revision=base_revision,
+        token=token,
+        checkpoint_source=source,
+    )
 
 
 __all__ = [
@@ -315,6 +376,7 @@ __all__ = [
     "LAVIS_RULES",
     "convert_lavis_state_dict",
     "convert_original_checkpoint",
+    "convert_paper_model",
     "lavis_key",
     "load_lavis_checkpoint",
 ]

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from huggingface_hub import ModelHubMixin
 from torch import nn
 from transformers import Blip2VisionModel, T5ForConditionalGeneration
 
@@ -73,7 +74,16 @@ def _check_batch(name: str, items: Sequence, expected: int) -> None:
         raise ValueError(f"{name} has {len(items)} entries for {expected} videos")
 
 
-class SeViLA(nn.Module):
+class SeViLA(
+    nn.Module,
+    ModelHubMixin,
+    library_name="sevila",
+    repo_url="https://github.com/Yui010206/SeViLA",
+    paper_url="https://arxiv.org/abs/2305.06988",
+    license="bsd-3-clause",
+    pipeline_tag="video-text-to-text",
+    tags=["sevila", "video-question-answering", "video-localization"],
+):
     def __init__(self, config: SeViLAConfig, tokenizer=None):
         super().__init__()
         self.config = config
@@ -420,19 +430,68 @@ class SeViLA(nn.Module):
         return (self.config.qformer.num_query_tokens, self.config.language_model.d_model)
 
     # ------------------------------------------------------------------ persistence
-    # Our weight format lives in `sevila.model.weights`, which imports this module (hence the local imports).
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write the model in our format (`sevila.model.weights.save_pretrained`)."""
+    # huggingface_hub's ModelHubMixin gives `save_pretrained(..., push_to_hub=True)` and `push_to_hub(repo_id,
+    # token=, branch=, private=, create_pr=, commit_message=)`, one commit through its upload API. The files
+    # are written by our format's `sevila.model.weights`, which imports this module (hence the local imports).
+    def _save_pretrained(self, save_directory: Path) -> None:
         from sevila.model.weights import save_pretrained
 
-        save_pretrained(self, directory)
+        save_pretrained(self, save_directory, max_shard_size=self.__dict__.get("_max_shard_size", "5GB"))
+
+    def save_pretrained(self, save_directory: str | Path, *, max_shard_size: int | str = "5GB", **kwargs):
+        """Write the model in our format: ``config.json``, safetensors weights (shards of at most
+        ``max_shard_size`` once larger), ``tokenizer/`` and a model card ``README.md`` (the card the model was
+        loaded with, if any). ``push_to_hub=True, repo_id=...`` (and `push_to_hub`'s keywords) uploads it too."""
+        kwargs.setdefault("config", self.config.to_dict())
+        # The mixin calls `_save_pretrained(directory)` alone, and again through `push_to_hub=True`: the
+        # outermost call's shard size holds for both.
+        outermost = "_max_shard_size" not in self.__dict__
+        if outermost:
+            self.__dict__["_max_shard_size"] = max_shard_size
+        try:
+            return super().save_pretrained(save_directory, **kwargs)
+        finally:
+            if outermost:
+                del self.__dict__["_max_shard_size"]
+
+    def generate_model_card(self, *args, **kwargs):
+        """The card this model was loaded with (a converted paper model keeps its sources and numbers),
+        else a new one (`sevila.hub.model_card`)."""
+        from huggingface_hub import ModelCard
+
+        from sevila.hub import model_card
+
+        loaded = getattr(self, "model_card_text", None)
+        if loaded:
+            return ModelCard(loaded)
+        return model_card(num_frames=self.config.num_frames, num_keyframes=self.config.num_keyframes)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, **kwargs) -> SeViLA:
-        """A model of our format from a directory or hub id (`sevila.model.weights.from_pretrained`)."""
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        **kwargs,
+    ) -> SeViLA:
+        """A model of our format from a directory or hub id (``revision`` pins it; ``device``, ``precision``:
+        `sevila.model.weights.from_pretrained`). Not the mixin's: our config.json is a nested `SeViLAConfig`
+        read with one-line errors, and a hub failure is one line too."""
         from sevila.model.weights import from_pretrained
 
-        return from_pretrained(name_or_path, **kwargs)
+        return from_pretrained(
+            pretrained_model_name_or_path,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            **kwargs,
+        )
 
 
 def _gather_frames(per_frame: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from huggingface_hub.serialization import split_state_dict_into_shards_factory
 
 from sevila.config import SeViLAConfig
-from sevila.hub import resolve_directory
+from sevila.hub import MODEL_CARD_NAME, resolve_directory
 from sevila.model.precision import Precision
 from sevila.model.sevila import SeViLA, tie_input_embeddings
 from sevila.model.text import load_tokenizer, tokenizer_from
@@ -46,6 +47,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 TOKENIZER_DIR = "tokenizer"
+DEFAULT_MAX_SHARD_SIZE = 5 * 10**9  # bytes per safetensors file ("5GB", as transformers and the Hub's tools)
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -403,13 +405,31 @@ def load_tensors(
     return report
 
 
-def from_pretrained(name_or_path: str | Path, device=None, precision: Precision | None = None) -> SeViLA:
-    """A model of our format, from a directory or a Hugging Face hub id.
+def from_pretrained(
+    name_or_path: str | Path,
+    device=None,
+    precision: Precision | None = None,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+) -> SeViLA:
+    """A model of our format, from a directory or a Hugging Face hub id (``revision`` pins a branch, tag or
+    commit; ``token``, ``cache_dir``, ``force_download`` and ``local_files_only`` are the hub client's).
 
     Each part is allocated in its ``precision`` storage dtype (default: the device's) and the tensors are
     copied in one by one, so the peak memory is the model in that dtype plus about one tensor. A transformers
     BLIP-2 is not our format: `sevila.convert.from_blip2` or `sevila.loading.load_model` load it."""
-    directory = resolve_directory(name_or_path)
+    directory = resolve_directory(
+        name_or_path,
+        revision=revision,
+        token=token,
+        cache_dir=cache_dir,
+        force_download=force_download,
+        local_files_only=local_files_only,
+    )
     raw = read_json(directory / CONFIG_NAME)
     if raw.get("model_type") == "blip-2":
         raise CheckpointError(
@@ -427,6 +447,9 @@ def from_pretrained(name_or_path: str | Path, device=None, precision: Precision 
     require_complete(report)
     if report.unexpected:
         raise CheckpointError(f"{weights}: unexpected weights {', '.join(group_keys(report.unexpected)[:5])}")
+    card = directory / MODEL_CARD_NAME
+    if card.is_file():  # kept so that `push_to_hub` publishes the card the model came with
+        model.model_card_text = card.read_text(encoding="utf-8", errors="replace")
     return finish_loading(model, precision)
 
 
@@ -473,7 +496,7 @@ def _write_safetensors(
 def save_tensors(
     directory: str | Path,
     tensors: Mapping[str, TensorRef],
-    max_shard_size: int | None = None,
+    max_shard_size: int | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> list[str]:
     """Write ``tensors`` into ``directory`` one at a time; returns the file names written.
@@ -490,31 +513,26 @@ def save_tensors(
     def dtype_of(ref: TensorRef) -> torch.dtype:
         return dtype if dtype is not None and ref.dtype.is_floating_point else ref.dtype
 
-    shards: list[dict[str, TensorRef]] = [{}]
-    size = total = 0
-    for key, ref in tensors.items():
-        nbytes = math.prod(ref.shape) * dtype_of(ref).itemsize
-        if max_shard_size and shards[-1] and size + nbytes > max_shard_size:
-            shards.append({})
-            size = 0
-        shards[-1][key] = ref
-        size += nbytes
-        total += nbytes
+    # huggingface_hub plans the shards (transformers' names and index); the writing stays ours, tensor by
+    # tensor, because its `save_torch_state_dict` holds each shard's bytes in memory at once.
+    split = split_state_dict_into_shards_factory(
+        dict(tensors),
+        get_storage_size=lambda ref: math.prod(ref.shape) * dtype_of(ref).itemsize,
+        filename_pattern=WEIGHTS_NAME.replace(".safetensors", "{suffix}.safetensors"),
+        max_shard_size=max_shard_size or float("inf"),
+    )
     old_shards = [p for p in directory.iterdir() if _SHARD_PATTERN.fullmatch(p.name)]
-    if len(shards) == 1:
-        names = [WEIGHTS_NAME]
+    names = list(split.filename_to_tensors)
+    if not split.is_sharded:
         for stale in [directory / WEIGHTS_INDEX_NAME, *old_shards]:
             stale.unlink(missing_ok=True)
     else:
-        names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
         (directory / WEIGHTS_NAME).unlink(missing_ok=True)
-    for name, shard in zip(names, shards):
+    for name, keys in split.filename_to_tensors.items():
+        shard = {key: tensors[key] for key in keys}
         atomic_write(directory / name, lambda tmp, shard=shard: _write_safetensors(tmp, shard, dtype_of))
-    if len(shards) > 1:
-        index = {
-            "metadata": {"total_size": total},
-            "weight_map": {key: name for name, shard in zip(names, shards) for key in shard},
-        }
+    if split.is_sharded:
+        index = {"metadata": split.metadata, "weight_map": split.tensor_to_filename}
         atomic_write_text(directory / WEIGHTS_INDEX_NAME, json.dumps(index, indent=2, sort_keys=True) + "\n")
         for stale in old_shards:
             if stale.name not in names:
@@ -532,21 +550,26 @@ def save_config_and_tokenizer(directory: str | Path, config: SeViLAConfig, token
         tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
 
 
-def save_pretrained(model: SeViLA, directory: str | Path) -> None:
-    """Write ``config.json``, ``model.safetensors`` (tied aliases stored once) and the tokenizer.
+def save_pretrained(
+    model: SeViLA, directory: str | Path, max_shard_size: int | str | None = DEFAULT_MAX_SHARD_SIZE
+) -> None:
+    """Write ``config.json``, the weights (tied aliases stored once) and the tokenizer.
 
-    Tensors are written one at a time (no copy of the whole model in memory). Every file is written
-    atomically (`sevila.utils.io.atomic_write`): an interrupted save never leaves a half-written file under
-    its final name, and the files get the usual permissions (0644 under the usual umask).
+    The weights are ``model.safetensors``, or shards of at most ``max_shard_size`` (bytes or ``"5GB"``) with
+    their index once the model is larger. Tensors are written one at a time (no copy of the whole model in
+    memory). Every file is written atomically (`sevila.utils.io.atomic_write`): an interrupted save never
+    leaves a half-written file under its final name, and the files get the usual permissions (0644 under the
+    usual umask).
     """
     aliases = tied_aliases(model)
     tensors = {k: LoadedTensor(v, "model") for k, v in model.state_dict().items() if k not in aliases}
-    save_tensors(directory, tensors)
+    save_tensors(directory, tensors, max_shard_size)
     save_config_and_tokenizer(directory, model.config, model.tokenizer)
 
 
 __all__ = [
     "CONFIG_NAME",
+    "DEFAULT_MAX_SHARD_SIZE",
     "TOKENIZER_DIR",
     "WEIGHTS_INDEX_NAME",
     "WEIGHTS_NAME",

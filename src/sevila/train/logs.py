@@ -1,4 +1,5 @@
-"""What a run reports: ``metrics.jsonl`` (one JSON object per logged step or validation) and TensorBoard.
+"""What a run reports: ``metrics.jsonl`` (one JSON object per logged step or validation) and TensorBoard
+(optional: ``pip install 'sevila[tensorboard]'``; without it the run logs to ``metrics.jsonl`` alone and says so).
 
 Only the main process writes. A resumed run first cuts ``metrics.jsonl`` back to the lines its checkpoint
 had seen and tells TensorBoard to purge events after the checkpoint's step, so the logs of a killed and
@@ -10,25 +11,30 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
-from sevila.train.config import ConfigError
 from sevila.utils.io import atomic_write_text
 
 METRICS_NAME = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
 
+TENSORBOARD_MISSING = (
+    "TensorBoard logging is off: the tensorboard package is not installed; enable it with "
+    "pip install 'sevila[tensorboard]', or set tensorboard=false to silence this (metrics.jsonl has every number)"
+)
+
+
 def _summary_writer(directory: Path, purge_step: int | None):
+    """TensorBoard's writer, or None (with a warning saying how to enable it) when tensorboard is missing: a
+    training run is not worth failing for an optional logger."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise ConfigError(
-            "tensorboard",
-            "TensorBoard logging needs the tensorboard package (pip install 'tensorboard>=2.14'); "
-            "install it or set tensorboard=false",
-        ) from None
+        warnings.warn(TENSORBOARD_MISSING, stacklevel=3)
+        return None
     return SummaryWriter(log_dir=str(directory), purge_step=purge_step)
 
 
@@ -93,4 +99,4 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-__all__ = ["METRICS_NAME", "RunLog", "read_metrics", "truncate_lines"]
+__all__ = ["METRICS_NAME", "TENSORBOARD_MISSING", "RunLog", "read_metrics", "truncate_lines"]
