@@ -146,3 +146,33 @@ def test_the_dataset_table_decides_whether_grounding_is_reported():
         metrics = split_metrics(rows, records(dataset))
         assert metrics["accuracy"] == 50.0 and metrics["grounding"]["num_questions"] == 2, dataset
     assert "grounding" not in split_metrics(rows, records("nextqa"))
+
+
+def test_videos_are_decoded_in_a_background_thread_with_the_same_results(model, split, tmp_path, monkeypatch):
+    """The prefetcher decodes each distinct video once, off the main thread, and the rows are those of
+    decoding on the main thread (`encode_video` for every video)."""
+    import threading
+
+    import sevila.evaluate.runner as runner
+    import sevila.features as features
+
+    decoders, decode = [], features.load_video
+
+    def watched(*args, **kwargs):
+        decoders.append(threading.current_thread().name)
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(features, "load_video", watched)
+    run(model, split, tmp_path / "prefetched.jsonl", batch_size=2)
+    # v1, v2 and the missing video's attempt, each once
+    assert len(decoders) == 3 and all(name.startswith("sevila-decode") for name in decoders)
+
+    class NoPrefetch(runner.VideoPrefetcher):
+        def submit(self, *args, **kwargs):  # nothing queued: every video decodes on the main thread
+            pass
+
+    monkeypatch.setattr(runner, "VideoPrefetcher", NoPrefetch)
+    decoders.clear()
+    run(model, split, tmp_path / "plain.jsonl", batch_size=2)
+    assert decoders == [threading.main_thread().name] * 3
+    assert read_prediction_rows(tmp_path / "prefetched.jsonl") == read_prediction_rows(tmp_path / "plain.jsonl")

@@ -183,3 +183,43 @@ def test_localize_scores_frames_and_merges_moments(video):
     assert len(strict.moments) == 1 and strict.moments[0][0] <= found.frame_times[best] <= strict.moments[0][1]
     with pytest.raises(ValueError, match="the query is empty"):
         qa.localize(video, " ")
+
+
+def test_predict_videos_decodes_ahead_and_matches_predict_many(video, tmp_path):
+    import threading
+
+    import sevila.features as features
+    from sevila.features import VideoPrefetcher, finish_video
+
+    second = write_video(tmp_path / "second.mp4", num_frames=30, fps=10)
+    qa = VideoQA(tiny_model(seed=1), num_frames=6, num_keyframes=2, cache=FeatureCache(tmp_path / "cache"))
+    questions = [(QUESTION, OPTIONS[:3]), ("what colour is the band?", OPTIONS[:5])]
+    threads = []
+    decode = features.load_video
+
+    def watched(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return decode(*args, **kwargs)
+
+    features.load_video = watched
+    try:
+        ahead = list(qa.predict_videos([(video, questions), (second, questions)]))
+    finally:
+        features.load_video = decode
+    assert len(threads) == 2 and all(name.startswith("sevila-decode") for name in threads)
+    for path, answers in zip((video, second), ahead):
+        alone = VideoQA(qa.model, num_frames=6, num_keyframes=2).predict_many(path, questions)
+        assert [a.to_dict() for a in answers] == [a.to_dict() for a in alone]
+    # Features from the prefetcher are those of encode_video; a bad video fails at its own turn.
+    with VideoPrefetcher(qa.model) as prefetcher:
+        prefetcher.submit("v", video, 6)
+        prefetcher.submit("missing", tmp_path / "missing.mp4", 6)
+        prepared = finish_video(qa.model, prefetcher.take("v"))
+        with pytest.raises(VideoError, match="missing.mp4"):
+            prefetcher.take("missing")
+    direct = encode_video(qa.model, video, 6)
+    assert torch.equal(prepared.features.answerer, direct.features.answerer) and prepared.indices == direct.indices
+    jobs = qa.predict_videos([(video, questions), (tmp_path / "missing.mp4", questions)])
+    assert len(next(jobs)) == 2
+    with pytest.raises(VideoError, match="file not found"):
+        next(jobs)

@@ -115,10 +115,14 @@ class DtypeLog:
                 )
             )
 
-    def watch_input(self, label: str, module, key: str):
+    def watch_input(self, label: str, module, key: str | int):
+        """The dtype of an input of ``module``: a keyword argument by name, or a positional one by index."""
         self.handles.append(
             module.register_forward_pre_hook(
-                lambda _m, _a, kwargs: self.seen.setdefault(label, set()).add(kwargs[key].dtype), with_kwargs=True
+                lambda _m, args, kwargs: self.seen.setdefault(label, set()).add(
+                    (args[key] if isinstance(key, int) else kwargs[key]).dtype
+                ),
+                with_kwargs=True,
             )
         )
 
@@ -142,7 +146,8 @@ def test_reference_runs_every_stage_in_the_originals_dtypes():
     log.watch("answerer linear", of_type(model.answerer, nn.Linear))
     log.watch("answerer layernorm", of_type(model.answerer, nn.LayerNorm))
     log.watch("t5 linear", of_type(model.language_model, nn.Linear))
-    log.watch_input("t5 encoder input", model.language_model.encoder, "inputs_embeds")
+    # What T5's encoder is fed reaches its first LayerNorm unchanged, whichever way the encoder is run.
+    log.watch_input("t5 encoder input", model.language_model.encoder.block[0].layer[0].layer_norm, 0)
     frames = random_frames(2, 6, model.config)
     with torch.no_grad():
         states = model.encode_vision(frames)

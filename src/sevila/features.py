@@ -25,10 +25,13 @@ import json
 import logging
 import os
 import stat
+import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sevila.model import FrameFeatures, SeViLA
@@ -315,16 +318,28 @@ class FeatureCache:
 
 
 # ---------------------------------------------------------------------------------------------- encoding videos
-def encode_video(
+@dataclass
+class DecodedVideo:
+    """A video's sampled frames, decoded, waiting for the model (`finish_video`)."""
+
+    frames: np.ndarray  # (frames, H, W, 3) uint8 RGB
+    indices: list[int]
+    timestamps: list[float]
+    fps: float
+    duration: float
+    key: str | None  # its feature-cache key, when a cache is used
+
+
+def prepare_video(
     model: SeViLA,
     path: str | Path,
     num_frames: int,
     clip: tuple[float, float] | None = None,
     backend: str = "pyav",
     cache: FeatureCache | None = None,
-) -> VideoFeatures:
-    """Sample ``num_frames`` uniformly (within ``clip`` seconds if given), decode and encode them, through
-    the cache when one is given. Raises `sevila.video.VideoError` for an unreadable video."""
+) -> VideoFeatures | DecodedVideo:
+    """Everything of `encode_video` but the model: the cached features, or the decoded frames. It runs no
+    model, so it can run in a background thread (`VideoPrefetcher`) while the model works on other videos."""
     image_size = model.config.vision.image_size
     key = None
     if cache is not None:
@@ -346,10 +361,82 @@ def encode_video(
         if hit is not None:
             return hit
     video = load_video(path, num_frames, "uniform", clip, image_size=image_size, backend=backend)
-    frames = normalize(video.frames, model.config.image_mean, model.config.image_std)[None]
+    return DecodedVideo(video.frames, list(video.indices), list(video.timestamps), video.fps, video.duration, key)
+
+
+def finish_video(
+    model: SeViLA, prepared: VideoFeatures | DecodedVideo, cache: FeatureCache | None = None
+) -> VideoFeatures:
+    """The model's part of `encode_video`: encode decoded frames (and store them in the cache)."""
+    if isinstance(prepared, VideoFeatures):
+        return prepared
+    # Normalised here, not in the decoding thread: that thread then runs no torch work of its own, whose
+    # intra-op thread pool would compete with the model's for the cores.
+    frames = normalize(prepared.frames, model.config.image_mean, model.config.image_std)[None]
     with torch.no_grad():
         features = model.encode_frames(frames)
-    result = VideoFeatures(features, list(video.indices), list(video.timestamps), video.fps, video.duration)
-    if cache is not None:
-        cache.put(key, result)
+    result = VideoFeatures(features, prepared.indices, prepared.timestamps, prepared.fps, prepared.duration)
+    if cache is not None and prepared.key is not None:
+        cache.put(prepared.key, result)
     return result
+
+
+def encode_video(
+    model: SeViLA,
+    path: str | Path,
+    num_frames: int,
+    clip: tuple[float, float] | None = None,
+    backend: str = "pyav",
+    cache: FeatureCache | None = None,
+) -> VideoFeatures:
+    """Sample ``num_frames`` uniformly (within ``clip`` seconds if given), decode and encode them, through
+    the cache when one is given. Raises `sevila.video.VideoError` for an unreadable video."""
+    return finish_video(model, prepare_video(model, path, num_frames, clip, backend, cache), cache)
+
+
+class VideoPrefetcher:
+    """Decodes videos (or reads their cached features) in one background thread, in the order asked, so
+    the next videos are ready when the model gets to them: decoding overlaps the model's work on the
+    current ones. PyAV and FFmpeg release the GIL while decoding, as torch does while computing.
+
+    ``submit(key, path, num_frames, clip)`` queues a video (once per key); ``take(key)`` returns what
+    `prepare_video` returned for it, waiting if needed, and raises its error (a `VideoError`) if it failed.
+    Use it as a context manager (or call ``close``) so the thread ends; pending work is cancelled.
+    """
+
+    def __init__(self, model: SeViLA, backend: str = "pyav", cache: FeatureCache | None = None):
+        self.model, self.backend, self.cache = model, backend, cache
+        if cache is not None:
+            model_fingerprint(model)  # memoised here, before the thread reads the weights
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sevila-decode")
+        self._pending: dict = {}
+        self.waited = 0.0  # seconds `take` spent waiting for the thread: decoding the model did not hide
+
+    def submit(self, key, path: str | Path, num_frames: int, clip: tuple[float, float] | None = None) -> None:
+        if key not in self._pending:
+            self._pending[key] = self._pool.submit(
+                prepare_video, self.model, path, num_frames, clip, self.backend, self.cache
+            )
+
+    def __contains__(self, key) -> bool:
+        return key in self._pending
+
+    def take(self, key) -> VideoFeatures | DecodedVideo:
+        future = self._pending.pop(key)
+        start = time.perf_counter()
+        try:
+            return future.result()
+        finally:
+            self.waited += time.perf_counter() - start
+
+    def close(self) -> None:
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> VideoPrefetcher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

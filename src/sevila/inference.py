@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from sevila import prompts
-from sevila.features import FeatureCache, VideoFeatures, encode_video
+from sevila.features import FeatureCache, VideoFeatures, VideoPrefetcher, encode_video, finish_video
 from sevila.loading import load_model
 from sevila.model import FrameFeatures, Precision, SeViLA
 from sevila.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD, frame_scores_to_moments
@@ -331,6 +331,46 @@ class VideoQA:
             clip = check_clip(clip, source=path)
         encoded = encode_video(self.model, path, num_frames, clip, self.backend, self.cache)
         return distinct_frames(encoded, num_frames, clip, path)
+
+    def predict_videos(
+        self,
+        jobs: Iterable[tuple[str | Path, Sequence[tuple[str | None, Sequence[str]]]]],
+        *,
+        num_frames: int | None = None,
+        num_keyframes: int | None = None,
+        use_localizer: bool = True,
+    ) -> Iterator[list[Answer]]:
+        """`predict_many` over several videos: ``jobs`` are (video, questions) pairs, and one list of answers
+        is yielded per video, in order. While the model answers a video's questions, a background thread
+        decodes the next video (or reads its cached features), so decoding hides behind the model's work."""
+        jobs = list(jobs)
+        frames = self.num_frames if num_frames is None else _count(num_frames, "num_frames", "--frames")
+        if use_localizer:
+            keyframes = self.num_keyframes if num_keyframes is None else num_keyframes
+            _check_keyframes(_count(keyframes, "num_keyframes", "--keyframes"), frames)
+        with VideoPrefetcher(self.model, self.backend, self.cache) as prefetcher:
+
+            def submit(position: int) -> None:
+                if position < len(jobs) and isinstance(jobs[position][0], (str, Path)):
+                    try:  # a bad path fails at its turn, with the message `features` would give
+                        prefetcher.submit(position, check_video_file(jobs[position][0]), frames)
+                    except VideoError:
+                        pass
+
+            submit(0)
+            for position, (video, questions) in enumerate(jobs):
+                submit(position + 1)
+                if position in prefetcher:
+                    path = check_video_file(video)
+                    encoded = finish_video(self.model, prefetcher.take(position), self.cache)
+                    video = distinct_frames(encoded, frames, None, path)
+                yield self.predict_many(
+                    video,
+                    questions,
+                    num_frames=frames,
+                    num_keyframes=num_keyframes,
+                    use_localizer=use_localizer,
+                )
 
     # ------------------------------------------------------------------ moments
     def localize(

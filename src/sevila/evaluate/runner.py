@@ -4,9 +4,10 @@
   encoded once (and through the feature cache, once across runs), and its questions share those tokens.
 * **Resumable:** every finished batch is appended to the output and flushed; a rerun skips the questions
   already there, so an interrupted run loses at most the batch in flight.
-* **Shardable:** under ``torchrun`` (``WORLD_SIZE`` > 1) rank r takes every world-th question and writes its
-  own shard file; when all ranks are done, rank 0 merges the shards into the output once, in annotation
-  order, without the duplicates a padded distributed sampler would add.
+* **Shardable:** under ``accelerate launch`` or ``torchrun`` (``WORLD_SIZE`` > 1; Accelerate sets up the
+  processes, their devices and barriers) rank r takes every world-th question and appends its rows to its own
+  shard file, flushed per batch so that a killed run resumes; when all ranks are done, rank 0 merges the shards
+  into the output once, in annotation order, without the duplicates a padded distributed sampler would add.
 * **Failures are recorded, never substituted:** a question whose video cannot be read gets a row with
   ``error`` (and no prediction); every other question is still answered.
 
@@ -51,7 +52,14 @@ from sevila.evaluate.predictions import (
     write_header,
     write_predictions_atomic,
 )
-from sevila.features import FeatureCache, VideoFeatures, encode_video, model_fingerprint
+from sevila.features import (
+    FeatureCache,
+    VideoFeatures,
+    VideoPrefetcher,
+    encode_video,
+    finish_video,
+    model_fingerprint,
+)
 from sevila.inference import QuestionItem, answer_batch, localize_features
 from sevila.model import SeViLA
 from sevila.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD
@@ -67,16 +75,30 @@ class Shard:
 
     @classmethod
     def from_environment(cls) -> Shard:
-        """torchrun's ``RANK``/``WORLD_SIZE``; joins the process group when there are several ranks."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
-            torch.distributed.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-        return cls(rank, world)
+        """This process's share under ``accelerate launch`` or ``torchrun``: Accelerate's `PartialState` reads
+        either launcher's environment, joins the process group (NCCL on GPUs, gloo on CPUs) and picks the
+        device (`device`). One process: rank 0 of 1, without touching Accelerate."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls()
+        from accelerate import PartialState
+
+        state = PartialState(cpu=not torch.cuda.is_available())  # as training's Accelerator: gloo without CUDA
+        return cls(state.process_index, state.num_processes)
+
+    @property
+    def device(self) -> torch.device | None:
+        """The device Accelerate gives this process (one GPU per rank, in ``LOCAL_RANK`` order), or None alone."""
+        if self.world_size == 1:
+            return None
+        from accelerate import PartialState
+
+        return PartialState().device
 
     def barrier(self) -> None:
         if self.world_size > 1 and torch.distributed.is_initialized():
-            torch.distributed.barrier()
+            from accelerate import PartialState
+
+            PartialState().wait_for_everyone()
 
 
 @dataclass(frozen=True)
@@ -204,11 +226,19 @@ def evaluate(
         # Videos encoded in the last two batches stay in memory: annotation files usually list a video's
         # questions together, and a batch boundary should not cost a second decode.
         recent: OrderedDict[tuple, VideoFeatures | VideoError] = OrderedDict()
-        with PredictionWriter(path, before_first_write=write_header_once) as writer:
+        # One thread decodes this batch's and the next batch's videos while the model works.
+        with (
+            PredictionWriter(path, before_first_write=write_header_once) as writer,
+            VideoPrefetcher(model, backend, cache) as prefetcher,
+        ):
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
+                for record in todo[start : start + 2 * batch_size]:
+                    key = _video_key(record, video_root, video_path)
+                    if key not in recent:
+                        prefetcher.submit(key, key[0], num_frames, key[1])
                 features = _encode_batch(
-                    model, batch, video_root, video_path, num_frames, backend, cache, result, recent
+                    model, batch, video_root, video_path, num_frames, backend, cache, result, recent, prefetcher
                 )
                 if is_moments:
                     rows = _moment_rows(model, batch, features, moments)
@@ -343,19 +373,35 @@ def _row_qid(record: Record) -> str | int:
     return int(key) if isinstance(record, MomentRecord) and key.isdigit() else key
 
 
+def _video_key(record: Record, video_root, video_path) -> tuple:
+    return (video_file(record, video_root, video_path), record.clip if isinstance(record, QARecord) else None)
+
+
 def _encode_batch(
-    model, batch, video_root, video_path, num_frames, backend, cache, result: EvalResult, encoded: OrderedDict
+    model,
+    batch,
+    video_root,
+    video_path,
+    num_frames,
+    backend,
+    cache,
+    result: EvalResult,
+    encoded: OrderedDict,
+    prefetcher: VideoPrefetcher | None = None,
 ) -> list[VideoFeatures | VideoError]:
     """Features of each record's video (each distinct video and window encoded once); a failure is recorded
-    and returned in place of the features."""
+    and returned in place of the features. Videos the prefetcher holds are taken from it (decoded already,
+    or cached features read)."""
     out = []
     for record in batch:
-        path = video_file(record, video_root, video_path)
-        clip = record.clip if isinstance(record, QARecord) else None
-        key = (path, clip)
+        key = _video_key(record, video_root, video_path)
+        path, clip = key
         if key not in encoded:
             try:
-                encoded[key] = encode_video(model, path, num_frames, clip, backend, cache)
+                if prefetcher is not None and key in prefetcher:
+                    encoded[key] = finish_video(model, prefetcher.take(key), cache)
+                else:
+                    encoded[key] = encode_video(model, path, num_frames, clip, backend, cache)
             except VideoError as err:
                 encoded[key] = err
         encoded.move_to_end(key)
