@@ -15,9 +15,17 @@ needs_demo = pytest.mark.skipif(
 
 @needs_demo
 def test_demo_command_answers_the_example(capsys):
+    """It says what the model is, where the evidence was, whether the keyframes found it and whether the answer
+    is right."""
     assert cli.main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert "Answer: (" in out and "Keyframes: " in out and "Frame scores" in out and "Correct answer" in out
+    assert out.startswith("Demo model: a 1.8 M-parameter toy SeViLA trained on synthetic videos")
+    assert "Answer: (" in out and "Keyframes: " in out and "Frame scores" in out
+    assert "Evidence (where the answer can be seen): " in out and "keyframes inside it: " in out
+    assert "; the model is right" in out or "; the model is wrong" in out
+    assert cli.main(["demo", "-q", "what colour was the shape that appeared?", "-o", "red", "-o", "blue"]) == 0
+    out = capsys.readouterr().out
+    assert "Answer: (" in out and "Correct answer" not in out and "Evidence" not in out
 
 
 @needs_demo

@@ -231,6 +231,12 @@ def test_command_line(tmp_path, capsys):
     assert "not an empty folder" in capsys.readouterr().err
     assert main(["synth", "--out", str(tmp_path / "bad"), "--videos", "3", "--split", "0.5", "0.6", "0.1"]) == 2
     assert "fractions" in capsys.readouterr().err
+    hard = tmp_path / "hard"
+    args = ["synth", "--out", str(hard), "--videos", "6", "--seed", "1", "--workers", "1"]
+    assert main([*args, "--question-types", "count", "shape"]) == 0
+    assert {r.question_type for r in read_records(hard / "qa.jsonl")} <= {"count", "shape"}
+    assert main(["synth", "--out", str(tmp_path / "unknown"), "--question-types", "size"]) == 2
+    assert "question types must be some of colour, moved" in capsys.readouterr().err
 
 
 def test_training_data_path_reads_the_world(out):

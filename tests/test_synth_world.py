@@ -10,13 +10,13 @@ import pytest
 
 from sevila.data.targets import record_prompts
 from sevila.video import sample_indices
-from sevila_toy.synth import QUESTION_TYPES, plan_world, split_videos, world_vocabulary
+from sevila_toy.synth import DEFAULT_QUESTION_TYPES, QUESTION_TYPES, plan_world, split_videos, world_vocabulary
 from sevila_toy.synth.balance import Deck
 from sevila_toy.synth.world import COLOURS, FPS, NUM_FRAMES, SHAPES
 
 pytestmark = pytest.mark.toy
 
-WORLD = plan_world(300, seed=11)
+WORLD = plan_world(300, seed=11, question_types=QUESTION_TYPES)  # every type, the hard ones included
 QUESTIONS = [(v, i, q) for v in WORLD for i, q in enumerate(v.questions)]
 CANDIDATES = sample_indices(NUM_FRAMES, FPS, 32)  # SeViLA's 32 uniform frames
 UNIFORM_4 = sample_indices(NUM_FRAMES, FPS, 4)
@@ -28,7 +28,7 @@ def chi_square(counts: Counter) -> float:
 
 
 def test_plan_is_a_function_of_the_seed():
-    again, other = plan_world(300, seed=11), plan_world(300, seed=12)
+    again, other = plan_world(300, seed=11, question_types=QUESTION_TYPES), plan_world(300, seed=12)
     assert [v.qa_records() for v in again] == [v.qa_records() for v in WORLD]
     assert [v.moment_records() for v in again] == [v.moment_records() for v in WORLD]
     assert [v.qa_records() for v in other] != [v.qa_records() for v in WORLD]
@@ -65,7 +65,7 @@ def test_options_are_distinct_and_the_question_does_not_contain_the_answer():
         assert 4 <= len(q.options) <= 5 and len(set(q.options)) == len(q.options)
         words = set(re.findall(r"\w+", q.text))
         assert not set(q.options[q.answer].split()) <= words, q
-        if q.type == "colour":
+        if q.type in ("colour", "moved", "recolour"):
             assert set(q.options) <= set(COLOURS)
         if q.type == "shape":
             assert set(q.options) == set(SHAPES)
@@ -172,3 +172,22 @@ def test_only_event_shapes_have_named_colours():
                 for o in visible_objects(v.scene, frame):
                     rgb = COLOURS.get(o.colour)
                     assert o.colour == "white" or (rgb, o.shape) in looks, (v.name, event, frame, o)
+
+
+def test_the_default_world_asks_what_a_colour_in_the_evidence_answers():
+    """Default types only; the same scenes whatever is asked; each answer is the one option colour an evidence
+    frame shows, and the other events (the distractors) are outside the evidence."""
+    from sevila_toy.demo.frame_tasks import visible_objects
+
+    default = plan_world(300, seed=11)
+    assert DEFAULT_QUESTION_TYPES == ("colour", "moved", "recolour")
+    assert {q.type for v in default for q in v.questions} == set(DEFAULT_QUESTION_TYPES)
+    assert [v.moment_records() for v in default] == [v.moment_records() for v in WORLD]
+    questions = [(v, i, q) for v in default for i, q in enumerate(v.questions)]
+    assert len(questions) > 350
+    for v, i, q in questions:
+        (frames,) = v.evidence(i).frames
+        seen = {o.colour for f in frames for o in visible_objects(v.scene, f)} & set(q.options)
+        assert seen == {q.options[q.answer]}, (v.name, q)
+    with pytest.raises(ValueError, match="question types must be some of colour, moved, shape"):
+        plan_world(3, seed=0, question_types=["colour", "size"])

@@ -45,10 +45,24 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer.to_dict(), indent=2))
         return 0
+    millions = sum(p.numel() for p in qa.model.parameters()) / 1e6
+    print(
+        f"Demo model: a {millions:.1f} M-parameter toy SeViLA trained on synthetic videos of coloured shapes; "
+        "it knows only that world (docs/demo.md)"
+    )
     print(f"Video: {DEMO_DIR / example['video']}")
     print(f"Question: {question}")
     print("Options: " + "  ".join(f"({letter}) {text}" for letter, text in zip(OPTION_LETTERS, options)))
     print_answer(qa, answer)
-    if args.question is None and example.get("answer") is not None:
-        print(f"Correct answer: ({OPTION_LETTERS[example['answer']]}) {options[example['answer']]}")
+    if args.question is None:
+        windows = example.get("evidence_windows") or []
+        if windows:
+            inside = sum(any(start <= t <= end for start, end in windows) for t in answer.keyframe_times)
+            spans = ", ".join(f"{start:.2f}-{end:.2f}s" for start, end in windows)
+            total = len(answer.keyframe_times)
+            print(f"Evidence (where the answer can be seen): {spans}; keyframes inside it: {inside} of {total}")
+        if example.get("answer") is not None:
+            verdict = "right" if answer.index == example["answer"] else "wrong"
+            right = example["answer"]
+            print(f"Correct answer: ({OPTION_LETTERS[right]}) {options[right]}; the model is {verdict}")
     return 0

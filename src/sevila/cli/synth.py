@@ -22,7 +22,9 @@ Output folder (must be new or empty):
   qa_{train,val,test}.jsonl       questions split by video (--split fractions)
   moments_{train,val,test}.jsonl  moments split the same way
 
-Question types (qid prefix): colour, shape, direction, recolour, count, temporal.
+Question types (qid prefix): by default those a colour in the evidence answers, which the demo model reads:
+colour (of the shape that appeared), moved (colour of the shape that moved), recolour (the colour a shape
+turned); with --question-types also shape, direction, count and temporal (what happened before/after).
 The same seed gives byte-identical JSONL files and videos that decode to the same frames.
 """
 
@@ -46,13 +48,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fractions of videos per split, summing to 1 (default 0.7 0.15 0.15)",
     )
     parser.add_argument("--workers", type=int, default=None, help="rendering processes (default: one per CPU)")
+    parser.add_argument(
+        "--question-types",
+        nargs="+",
+        metavar="TYPE",
+        help="question types to ask (default: colour moved recolour; all: colour moved shape direction recolour "
+        "count temporal)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sevila_toy.synth import DEFAULT_FRACTIONS, SPLITS, synthesize
+    from sevila_toy.synth import DEFAULT_FRACTIONS, DEFAULT_QUESTION_TYPES, SPLITS, synthesize
 
-    summary = synthesize(args.out, args.videos, args.seed, args.split or DEFAULT_FRACTIONS, args.workers)
+    summary = synthesize(
+        args.out,
+        args.videos,
+        args.seed,
+        args.split or DEFAULT_FRACTIONS,
+        args.workers,
+        question_types=args.question_types or DEFAULT_QUESTION_TYPES,
+    )
     types = ", ".join(f"{name} {count}" for name, count in sorted(summary.questions.items()))
     splits = ", ".join(f"{name} {summary.splits[name]}" for name in SPLITS)
     print(

@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from sevila.features import FeatureCache
-from sevila.model import SeViLA, build_word_tokenizer
+from sevila.model import SeViLA
 from sevila.train import train
 from sevila.train.config import config_from_dict
 from sevila_toy.demo.ablations import Scores, evaluate_choice, with_localizer
@@ -53,15 +53,19 @@ from sevila_toy.demo.frame_tasks import EXTRA_WORDS
 from sevila_toy.demo.text_tasks import TEXT_WORDS
 from sevila_toy.demo.vision_pretraining import pretrain_vision
 from sevila_toy.preset import toy_config
-from sevila_toy.synth import synthesize, world_vocabulary
+from sevila_toy.synth import DEFAULT_QUESTION_TYPES, QUESTION_TYPES, read_evidence, synthesize, world_vocabulary
 from sevila_toy.synth.generate import plan_world
+from sevila_toy.synth.questions import check_question_types
+from sevila_toy.tokenizer import build_toy_tokenizer
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class Settings:
-    videos: int = 300
+    videos: int = 400
+    question_types: tuple[str, ...] = DEFAULT_QUESTION_TYPES
+    """The types the seeds' worlds ask (the backbone's frame tasks do not depend on them)."""
     language_max_steps: int = 4000
     language_batch: int = 64
     language_seeds: tuple[int, ...] = (0, 1, 2)
@@ -124,7 +128,7 @@ QUICK = Settings(
 
 
 def toy_tokenizer():
-    return build_word_tokenizer([*world_vocabulary(), *EXTRA_WORDS, *TEXT_WORDS])
+    return build_toy_tokenizer([*world_vocabulary(), *EXTRA_WORDS, *TEXT_WORDS])
 
 
 def _stage_config(
@@ -394,7 +398,7 @@ def build_seed(out: Path, seed: int, settings: Settings, backbone: Path) -> dict
     if not (data / "qa_test.jsonl").is_file():
         if data.exists():
             shutil.rmtree(data)
-        synthesize(data, settings.videos, seed=seed)
+        synthesize(data, settings.videos, seed=seed, question_types=settings.question_types)
 
     def stage(name: str, stage_name: str, start: Path, **kw) -> Path:
         began = time.perf_counter()
@@ -517,9 +521,17 @@ def ship(run: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     # Stored in bfloat16 (half the bytes; loading casts back to the parameters' float32).
     SeViLA.from_pretrained(run / SHIPPED_STAGE / "best").to(torch.bfloat16).save_pretrained(dest / "model")
+    # The example is the test split's first question, not a pick among many (docs/demo.md).
     record = read_records(run / "data" / "qa_test.jsonl")[0]
     shutil.copy(run / "data" / "videos" / f"{record.video}.mp4", dest / "example.mp4")
-    example = {"video": "example.mp4", "question": record.question, "options": record.options, "answer": record.answer}
+    example = {
+        "video": "example.mp4",
+        "question": record.question,
+        "options": record.options,
+        "answer": record.answer,
+        "question_type": record.question_type,
+        "evidence_windows": read_evidence(run / "data" / "evidence.jsonl")[record.qid].windows,
+    }
     (dest / "example.json").write_text(json.dumps(example, indent=2) + "\n")
     return dest
 
@@ -545,6 +557,13 @@ def main(argv: list[str] | None = None) -> int:
         "everything in this process, one step after another, with its log on the terminal; "
         "otherwise the backbone's language and vision pre-training also run side by side)",
     )
+    parser.add_argument(
+        "--question-types",
+        nargs="+",
+        metavar="TYPE",
+        help=f"question types of the seeds' worlds (default: {' '.join(DEFAULT_QUESTION_TYPES)}; all: "
+        f"{' '.join(QUESTION_TYPES)})",
+    )
     args = parser.parse_args(argv)
     if args.ship:
         try:
@@ -554,6 +573,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = QUICK if args.quick else Settings()
+    if args.question_types:
+        try:
+            settings = replace(settings, question_types=check_question_types(args.question_types))
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     started = time.perf_counter()
     try:
         backbone = build_backbone(args.out, settings, progress=not args.quick, parallel=args.jobs != 1)

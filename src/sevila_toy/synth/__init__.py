@@ -20,11 +20,12 @@ from sevila_toy.synth.generate import (
     split_videos,
     synthesize,
 )
-from sevila_toy.synth.questions import QUESTION_TYPES, Question
+from sevila_toy.synth.questions import DEFAULT_QUESTION_TYPES, QUESTION_TYPES, Question
 from sevila_toy.synth.vocabulary import world_vocabulary
 
 __all__ = [
     "DEFAULT_FRACTIONS",
+    "DEFAULT_QUESTION_TYPES",
     "QUESTION_TYPES",
     "SPLITS",
     "Evidence",

@@ -32,7 +32,13 @@ import numpy as np
 
 from sevila.data.records import MomentRecord, QARecord, write_records
 from sevila_toy.synth.evidence import Evidence, evidence_for, write_evidence
-from sevila_toy.synth.questions import Question, QuestionDecks, ask
+from sevila_toy.synth.questions import (
+    DEFAULT_QUESTION_TYPES,
+    Question,
+    QuestionDecks,
+    ask,
+    check_question_types,
+)
 from sevila_toy.synth.render import render, write_mp4
 from sevila_toy.synth.scene import SceneDecks, plan_scene
 from sevila_toy.synth.world import DURATION, FPS, Scene
@@ -84,16 +90,21 @@ def video_names(count: int) -> list[str]:
     return [f"v{i:0{width}d}" for i in range(count)]
 
 
-def plan_world(videos: int, seed: int = 0) -> list[SynthVideo]:
-    """Scenes and questions of `videos` videos; a pure function of its arguments."""
+def plan_world(videos: int, seed: int = 0, question_types: Sequence[str] = DEFAULT_QUESTION_TYPES) -> list[SynthVideo]:
+    """Scenes and questions (of `question_types`) of `videos` videos; a pure function of its arguments.
+
+    Scenes and questions draw from separate random streams, so a seed gives the same videos whatever types
+    are asked about them."""
     if videos <= 0:
         raise ValueError(f"the number of videos must be positive, got {videos}")
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-    scene_decks, question_decks = SceneDecks.create(rng), QuestionDecks.create(rng)
+    types = check_question_types(question_types)
+    streams = np.random.SeedSequence(seed).spawn(3)
+    rng, question_rng = np.random.default_rng(streams[0]), np.random.default_rng(streams[2])
+    scene_decks, question_decks = SceneDecks.create(rng), QuestionDecks.create(question_rng)
     world = []
     for name in video_names(videos):
         scene = plan_scene(rng, scene_decks)
-        world.append(SynthVideo(name, scene, ask(scene, rng, question_decks)))
+        world.append(SynthVideo(name, scene, ask(scene, question_rng, question_decks, types)))
     return world
 
 
@@ -136,8 +147,10 @@ def synthesize(
     seed: int = 0,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     workers: int | None = None,
+    question_types: Sequence[str] = DEFAULT_QUESTION_TYPES,
 ) -> Summary:
-    """Plan `videos` videos from `seed` and write them and their records to the new or empty folder `out`.
+    """Plan `videos` videos from `seed` and write them and their records (questions of `question_types`) to the
+    new or empty folder `out`.
 
     `workers` processes render the videos (default: one per CPU; 1 renders in this process).
     """
@@ -145,7 +158,7 @@ def synthesize(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} exists and is not an empty folder; choose a new one")
-    world = plan_world(videos, seed)
+    world = plan_world(videos, seed, question_types)
     splits = split_videos([v.name for v in world], seed, fractions)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     paths = [out / "videos" / f"{v.name}.mp4" for v in world]

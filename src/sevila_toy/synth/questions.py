@@ -3,6 +3,7 @@
 Types (the ``question_type`` code, also the qid prefix):
 
 * ``colour`` — "What colour was the shape that appeared?" (5 of the 6 colours)
+* ``moved`` — "What colour was the shape that moved?" (5 of the 6 colours)
 * ``shape`` — "What shape appeared?" (the 4 shapes)
 * ``direction`` — "Which way did the red circle move?" (left, right, up, down)
 * ``recolour`` — "What colour did the red circle turn?" (the 5 colours other than the named one)
@@ -14,6 +15,10 @@ names one), drawn without looking at the scene. So a colour or shape visible els
 usually among the distractors, and yet frames outside the evidence say nothing about which option is right:
 preferring "present" distractors would make the answer the odd one out. The answer's position comes from a
 `Deck`, so every option letter is correct equally often.
+
+`DEFAULT_QUESTION_TYPES` are the types whose answer is a colour seen in the evidence frames, which the demo
+model's small backbone reads; the others (shapes, directions, counts, event kinds) are asked only when named
+(``question_types``).
 """
 
 from __future__ import annotations
@@ -39,15 +44,17 @@ from sevila_toy.synth.world import (
     Scene,
 )
 
-QUESTION_TYPES = ("colour", "shape", "direction", "recolour", "count", "temporal")
+QUESTION_TYPES = ("colour", "moved", "shape", "direction", "recolour", "count", "temporal")
+DEFAULT_QUESTION_TYPES = ("colour", "moved", "recolour")
 COLOUR_TEXT = "What colour was the shape that appeared?"
+MOVED_TEXT = "What colour was the shape that moved?"
 SHAPE_TEXT = "What shape appeared?"
 DIRECTION_TEXT = "Which way did the {colour} {shape} move?"
 RECOLOUR_TEXT = "What colour did the {colour} {shape} turn?"
 COUNT_TEXT = "How many shapes flashed?"
 TEMPORAL_TEXT = "What happened {side} the {colour} {shape} showed up?"
 TEMPORAL_SIDES = ("after", "before")
-TEXTS = (COLOUR_TEXT, SHAPE_TEXT, DIRECTION_TEXT, RECOLOUR_TEXT, COUNT_TEXT, TEMPORAL_TEXT)
+TEXTS = (COLOUR_TEXT, MOVED_TEXT, SHAPE_TEXT, DIRECTION_TEXT, RECOLOUR_TEXT, COUNT_TEXT, TEMPORAL_TEXT)
 MAX_QUESTIONS = 3
 Span = tuple[int, int]
 
@@ -75,15 +82,27 @@ class QuestionDecks:
         return cls({n: Deck(range(n), rng) for n in (4, 5)}, Deck(EVENT_PHRASES, rng))
 
 
-def available_types(scene: Scene, decks: QuestionDecks) -> list[str]:
-    """The question types `scene` can answer, in `QUESTION_TYPES` order.
+def check_question_types(types: Sequence[str]) -> tuple[str, ...]:
+    """`types` as a tuple in `QUESTION_TYPES` order; error on an unknown or missing type."""
+    unknown = [t for t in types if t not in QUESTION_TYPES]
+    if unknown or not types:
+        raise ValueError(
+            f"question types must be some of {', '.join(QUESTION_TYPES)}; got {', '.join(types) or 'none'}"
+        )
+    return tuple(t for t in QUESTION_TYPES if t in types)
+
+
+def available_types(scene: Scene, decks: QuestionDecks, types: Sequence[str] = DEFAULT_QUESTION_TYPES) -> list[str]:
+    """The question types among `types` that `scene` can answer, in `QUESTION_TYPES` order.
 
     A question that names a shape by its colour and shape is only asked if no other shape looks the same.
     A temporal question is only asked when its answer keeps the kinds balanced: flashes, which have no
     single shape to name, can only be answers and would otherwise be the answer far more often.
     """
-    types = []
+    found = []
     for qtype in QUESTION_TYPES:
+        if qtype not in types:
+            continue
         if qtype == "temporal":
             pairs = _temporal_pairs(scene)
             ok = bool(pairs) and decks.temporal.can_draw({neighbour.phrase for _, _, neighbour in pairs})
@@ -92,15 +111,18 @@ def available_types(scene: Scene, decks: QuestionDecks) -> list[str]:
             named = event.identity if event is not None and qtype in _NAMING else None
             ok = event is not None and (named is None or scene.is_unique(named))
         if ok:
-            types.append(qtype)
-    return types
+            found.append(qtype)
+    return found
 
 
-def ask(scene: Scene, rng: np.random.Generator, decks: QuestionDecks) -> list[Question]:
-    """1–3 questions of distinct types about `scene`, chosen at random among those it can answer."""
-    types = available_types(scene, decks)
-    count = min(int(rng.integers(1, MAX_QUESTIONS, endpoint=True)), len(types))
-    chosen = [types[i] for i in sorted(rng.permutation(len(types))[:count])]
+def ask(
+    scene: Scene, rng: np.random.Generator, decks: QuestionDecks, types: Sequence[str] = DEFAULT_QUESTION_TYPES
+) -> list[Question]:
+    """Up to 3 questions of distinct types among `types` about `scene`, chosen at random among those it can
+    answer (none when it can answer none)."""
+    possible = available_types(scene, decks, types)
+    count = min(int(rng.integers(1, MAX_QUESTIONS, endpoint=True)), len(possible))
+    chosen = [possible[i] for i in sorted(rng.permutation(len(possible))[:count])]
     return [_build(qtype, scene, rng, decks) for qtype in chosen]
 
 
@@ -141,6 +163,12 @@ def _colour_question(event: Appear, rng: np.random.Generator) -> _Parts:
     return COLOUR_TEXT, event.colour, others, ((event.first, event.last),)
 
 
+def _moved_question(event: Move, rng: np.random.Generator) -> _Parts:
+    others = [c for c in COLOURS if c != event.colour]
+    others.pop(int(rng.integers(len(others))))
+    return MOVED_TEXT, event.colour, others, ((event.first, event.last),)
+
+
 def _shape_question(event: Appear, rng: np.random.Generator) -> _Parts:
     others = [s for s in SHAPES if s != event.shape]
     return SHAPE_TEXT, event.shape, others, ((event.first, event.last),)
@@ -166,6 +194,7 @@ def _count_question(event: Flash, rng: np.random.Generator) -> _Parts:
 
 _SUBJECTS: dict[str, type[Event]] = {
     "colour": Appear,
+    "moved": Move,
     "shape": Appear,
     "direction": Move,
     "recolour": Change,
@@ -173,6 +202,7 @@ _SUBJECTS: dict[str, type[Event]] = {
 }
 _TEMPLATES: dict[str, Callable[[Any, np.random.Generator], _Parts]] = {
     "colour": _colour_question,
+    "moved": _moved_question,
     "shape": _shape_question,
     "direction": _direction_question,
     "recolour": _recolour_question,
