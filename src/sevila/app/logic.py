@@ -16,7 +16,8 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,13 +239,17 @@ class Service:
             self._loaded = (name, qa)
         return self._loaded[1]
 
-    @staticmethod
-    def _from_cache(qa, hits_before: int | None) -> bool | None:
-        return None if qa.cache is None else qa.cache.hits > hits_before
+    @contextmanager
+    def _request(self, model: str | None, progress: Progress) -> Iterator[_Request]:
+        """One request at a time, with the model loaded, the clock running and the library's warnings kept."""
+        from sevila.plots import require_matplotlib
 
-    @staticmethod
-    def _hits(qa) -> int | None:
-        return None if qa.cache is None else qa.cache.hits
+        require_matplotlib()
+        with self._lock, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            start = time.perf_counter()
+            qa = self.model(model, progress)
+            yield _Request(qa, start, None if qa.cache is None else qa.cache.hits, caught)
 
     def answer(
         self,
@@ -258,43 +263,46 @@ class Service:
     ) -> AnswerResult:
         video = check_video(video)
         check_question(question, options)
-        from sevila.plots import answer_figure, require_matplotlib
+        from sevila.plots import answer_figure
 
-        require_matplotlib()
-        with self._lock, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            start = time.perf_counter()
-            qa = self.model(model, progress)
-            hits = self._hits(qa)
+        with self._request(model, progress) as request:
             progress(0.2, "reading the video, scoring its frames and answering")
-            answer = qa.predict(
+            answer = request.qa.predict(
                 video, question, list(options), num_frames=as_count(frames), num_keyframes=as_count(keyframes)
             )
             progress(0.8, "drawing the keyframes and the frame scores")
             thumbnails = keyframe_thumbnails(answer, video, self.backend)
             figure = answer_figure(answer)
-            seconds = time.perf_counter() - start
-        return AnswerResult(answer, thumbnails, figure, seconds, self._from_cache(qa, hits), _lines(caught))
+            seconds, from_cache, notes = request.finish()
+        return AnswerResult(answer, thumbnails, figure, seconds, from_cache, notes)
 
     def find_moments(
         self, model: str | None, video: str | Path | None, query: str | None, frames: Any, progress: Progress = _quiet
     ) -> MomentsResult:
         video = check_video(video)
         query = check_query(query)
-        from sevila.plots import localization_figure, require_matplotlib
+        from sevila.plots import localization_figure
 
-        require_matplotlib()
-        with self._lock, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            start = time.perf_counter()
-            qa = self.model(model, progress)
-            hits = self._hits(qa)
+        with self._request(model, progress) as request:
             progress(0.2, "reading the video and scoring its frames")
-            localization = qa.localize(video, query, num_frames=as_count(frames))
+            localization = request.qa.localize(video, query, num_frames=as_count(frames))
             progress(0.8, "drawing the frame scores")
             figure = localization_figure(localization)
-            seconds = time.perf_counter() - start
-        return MomentsResult(localization, figure, seconds, self._from_cache(qa, hits), _lines(caught))
+            seconds, from_cache, notes = request.finish()
+        return MomentsResult(localization, figure, seconds, from_cache, notes)
+
+
+@dataclass
+class _Request:
+    qa: Any  # sevila.inference.VideoQA
+    start: float
+    hits_before: int | None  # the feature cache's hits when the request began; None: no cache
+    caught: list[warnings.WarningMessage]
+
+    def finish(self) -> tuple[float, bool | None, list[str]]:
+        """Seconds since the start, whether the frames came from the feature cache, the warnings as lines."""
+        from_cache = None if self.hits_before is None else self.qa.cache.hits > self.hits_before
+        return time.perf_counter() - self.start, from_cache, _lines(self.caught)
 
 
 def _lines(caught: Sequence[warnings.WarningMessage]) -> list[str]:
