@@ -62,6 +62,14 @@ def test_saved_and_loaded_by_the_library_as_saved(tmp_path):
     assert len(set(answer_ids)) == len(words) and min(answer_ids) > 2
 
 
+def test_option_letters_are_not_the_article():
+    letter_a = single_token_id(TOKENIZER, "A")
+    assert letter_a != single_token_id(TOKENIZER, "a")
+    assert ids("Option A: a red circle")[1] == letter_a
+    assert letter_a not in ids("Is there a red circle? Answer yes or no.")
+    assert ids("Option A:red.") == ids("OPTION A : Red .")  # the letter keeps its case, the rest folds
+
+
 needs_demo = pytest.mark.skipif(
     not (DEMO_DIR / "model" / "config.json").is_file(),
     reason="the demo model is not in this checkout (docs/demo.md, The shipped demo)",

@@ -7,14 +7,17 @@ characters that the model never saw together). Ids follow T5's conventions, whic
 eos 1 (appended to every text), unk 2. Saved as ``tokenizer.json`` like any fast tokenizer, so
 `sevila.model.load_tokenizer` reads it back as saved and `sevila` needs nothing of this package to load the model.
 
-Folding case makes the option letter "A" and the article "a" one token; the prompts keep them apart by
-context ("Option A"), as uncased tokenizers of larger models do.
+The option letters A-E are the exception to folding case: written as a capital standing alone, each is a token
+of its own, so the letter the answerer scores ("Option A") is never the article "a" that captions and questions
+use ("Is there a red circle?"). One token for both taught the toy T5 to read one through the other.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Iterable
+
+from sevila.prompts import OPTION_LETTERS
 
 SPECIALS = ("<pad>", "</s>", "<unk>")
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
@@ -45,4 +48,6 @@ def build_toy_tokenizer(words: Iterable[str]):
     backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", EOS_ID)])
     specials = dict(pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials.values()])
+    # Matched in the text as typed, before case is folded: a capital letter alone is the option letter.
+    backend.add_tokens([AddedToken(letter, single_word=True, normalized=False) for letter in OPTION_LETTERS])
     return PreTrainedTokenizerFast(tokenizer_object=backend, **specials)
