@@ -178,6 +178,22 @@ def test_moments_are_the_librarys(service):
         service.find_moments(DEMO_MODEL, str(EXAMPLE.video), "  ", 16)
 
 
+@needs_demo
+@needs_matplotlib
+def test_frames_per_second_replaces_the_frame_count(service):
+    from sevila.inference import VideoQA
+
+    qa = VideoQA.load("demo", device="cpu", cache=False)
+    by_rate = service.answer(DEMO_MODEL, str(EXAMPLE.video), EXAMPLE.question, EXAMPLE.options, 16, 3, fps=1)
+    expected = qa.predict(EXAMPLE.video, EXAMPLE.question, EXAMPLE.options, fps=1, num_keyframes=3)
+    assert by_rate.answer.to_dict() == expected.to_dict()
+    assert len(by_rate.answer.frame_indices) != 16  # the rate, not the slider, chose the frames
+    by_count = service.answer(DEMO_MODEL, str(EXAMPLE.video), EXAMPLE.question, EXAMPLE.options, 16, 3, fps=0)
+    assert len(by_count.answer.frame_indices) == 16
+    moments = service.find_moments(DEMO_MODEL, str(EXAMPLE.video), "a red triangle", 16, fps=1)
+    assert moments.localization.to_dict() == qa.localize(EXAMPLE.video, "a red triangle", fps=1).to_dict()
+
+
 # ---------------------------------------------------------------------------------------------- the page and the command
 @needs_demo
 @pytest.mark.slow  # importing gradio takes ~3 s
@@ -187,7 +203,17 @@ def test_the_page_has_what_the_browser_test_drives(service):
 
     page = build_page(service)
     ids = {block.elem_id for block in page.blocks.values() if getattr(block, "elem_id", None)}
-    assert {"video", "model", "frames", "keyframes", "question", "answer-button", "answer-text", "answer-error"} <= ids
+    assert {
+        "video",
+        "model",
+        "frames",
+        "fps",
+        "keyframes",
+        "question",
+        "answer-button",
+        "answer-text",
+        "answer-error",
+    } <= ids
     assert {
         "option-a",
         "option-e",

@@ -3,7 +3,7 @@
 import pytest
 
 from sevila.data import QARecord, write_records
-from sevila.evaluate.predictions import header_path, read_prediction_rows
+from sevila.evaluate.predictions import header_path, read_header, read_prediction_rows
 from sevila.evaluate.runner import Shard, evaluate, shard_path
 from sevila_toy.pattern_videos import write_video
 from tests.support.tiny import OPTIONS, QUESTION, tiny_model
@@ -176,3 +176,29 @@ def test_videos_are_decoded_in_a_background_thread_with_the_same_results(model, 
     run(model, split, tmp_path / "plain.jsonl", batch_size=2)
     assert decoders == [threading.main_thread().name] * 3
     assert read_prediction_rows(tmp_path / "prefetched.jsonl") == read_prediction_rows(tmp_path / "plain.jsonl")
+
+
+def test_frames_by_rate_each_video_its_own_count(model, split, tmp_path):
+    result = evaluate(
+        model, split / "qa.jsonl", split / "videos", tmp_path / "rate.jsonl", fps=2, num_keyframes=2, progress=False
+    )
+    rows = {r["qid"]: r for r in read_prediction_rows(tmp_path / "rate.jsonl")}
+    assert len(rows["CW_v1_0"]["frame_scores"]) == 6  # 3 s at 2 frames a second
+    assert len(rows["CW_v2_1"]["frame_scores"]) == 6  # 24 frames at 8 fps: 3 s too
+    assert rows["CW_v1_0"]["frame_times"] == [0.2, 0.7, 1.2, 1.7, 2.2, 2.7]
+    header = read_header(tmp_path / "rate.jsonl")
+    assert (header["settings"]["fps"], header["settings"]["frames"]) == (2.0, None)
+    assert (result.answered, result.failed) == (5, 2)
+    with pytest.raises(ValueError, match="was made with --fps 2.0, this run has 1.0"):  # no silent resume
+        evaluate(
+            model, split / "qa.jsonl", split / "videos", tmp_path / "rate.jsonl", fps=1, num_keyframes=2, progress=False
+        )
+
+    few = evaluate(
+        model, split / "qa.jsonl", split / "videos", tmp_path / "few.jsonl", fps=1, num_keyframes=4, progress=False
+    )
+    errors = [r["error"] for r in read_prediction_rows(tmp_path / "few.jsonl") if "missing" not in r["qid"]]
+    assert few.answered == 0 and all("v1.mp4" in e or "v2.mp4" in e for e in errors)
+    assert all("only 3 frames sampled, fewer than 4 keyframes (--keyframes)" in e for e in errors)
+    with pytest.raises(ValueError, match="not both"):
+        evaluate(model, split / "qa.jsonl", split / "videos", tmp_path / "x.jsonl", fps=1, num_frames=4)

@@ -105,8 +105,9 @@ ROOMS = [
     ),
     Room(
         "inference",
-        ("sevila.inference",),
-        "the Python API `VideoQA` (`load`, `predict`, `predict_many`, `localize`) and batched answering",
+        ("sevila.inference", "sevila.streaming"),
+        "the Python API `VideoQA` (`load`, `predict`, `predict_many`, `localize`; frames by count or `fps=`) and "
+        "batched answering (`inference.py`); long videos scored chunk by chunk with bounded memory (`streaming.py`)",
         ("config", "utils", "model", "loading", "video", "features", "moments"),
     ),
     Room(

@@ -26,7 +26,8 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ import torch
 from sevila.model import FrameFeatures, SeViLA
 from sevila.utils.io import atomic_write
 from sevila.utils.sizes import parse_size
-from sevila.video import VideoError, load_video, normalize
+from sevila.video import VideoError, load_video, normalize, open_video
 
 logger = logging.getLogger(__name__)
 
@@ -333,10 +334,11 @@ class DecodedVideo:
 def prepare_video(
     model: SeViLA,
     path: str | Path,
-    num_frames: int,
+    num_frames: int | None,
     clip: tuple[float, float] | None = None,
     backend: str = "pyav",
     cache: FeatureCache | None = None,
+    rate: float | None = None,
 ) -> VideoFeatures | DecodedVideo:
     """Everything of `encode_video` but the model: the cached features, or the decoded frames. It runs no
     model, so it can run in a background thread (`VideoPrefetcher`) while the model works on other videos."""
@@ -344,7 +346,7 @@ def prepare_video(
     key = None
     if cache is not None:
         sampling = {
-            "num_frames": num_frames,
+            **({"num_frames": num_frames} if rate is None else {"fps": rate}),
             "clip": list(clip) if clip else None,
             "image_size": image_size,
             "backend": backend,
@@ -360,7 +362,7 @@ def prepare_video(
         hit = cache.get(key, device=model.device)
         if hit is not None:
             return hit
-    video = load_video(path, num_frames, "uniform", clip, image_size=image_size, backend=backend)
+    video = load_video(path, num_frames, "uniform", clip, image_size=image_size, backend=backend, rate=rate)
     return DecodedVideo(video.frames, list(video.indices), list(video.timestamps), video.fps, video.duration, key)
 
 
@@ -384,14 +386,16 @@ def finish_video(
 def encode_video(
     model: SeViLA,
     path: str | Path,
-    num_frames: int,
+    num_frames: int | None,
     clip: tuple[float, float] | None = None,
     backend: str = "pyav",
     cache: FeatureCache | None = None,
+    rate: float | None = None,
 ) -> VideoFeatures:
-    """Sample ``num_frames`` uniformly (within ``clip`` seconds if given), decode and encode them, through
-    the cache when one is given. Raises `sevila.video.VideoError` for an unreadable video."""
-    return finish_video(model, prepare_video(model, path, num_frames, clip, backend, cache), cache)
+    """Sample ``num_frames`` (or ``rate`` frames a second) uniformly, within ``clip`` seconds if given, decode
+    and encode them, through the cache when one is given. Raises `sevila.video.VideoError` for an unreadable
+    video. All frames are in memory at once: a long video goes through `encode_chunks` instead."""
+    return finish_video(model, prepare_video(model, path, num_frames, clip, backend, cache, rate), cache)
 
 
 class VideoPrefetcher:
@@ -412,10 +416,17 @@ class VideoPrefetcher:
         self._pending: dict = {}
         self.waited = 0.0  # seconds `take` spent waiting for the thread: decoding the model did not hide
 
-    def submit(self, key, path: str | Path, num_frames: int, clip: tuple[float, float] | None = None) -> None:
+    def submit(
+        self,
+        key,
+        path: str | Path,
+        num_frames: int | None,
+        clip: tuple[float, float] | None = None,
+        rate: float | None = None,
+    ) -> None:
         if key not in self._pending:
             self._pending[key] = self._pool.submit(
-                prepare_video, self.model, path, num_frames, clip, self.backend, self.cache
+                prepare_video, self.model, path, num_frames, clip, self.backend, self.cache, rate
             )
 
     def __contains__(self, key) -> bool:
@@ -440,3 +451,126 @@ class VideoPrefetcher:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------------------------------------- long videos
+class TruncatedVideo(UserWarning):
+    """Frames past some point of a long video could not be decoded; the frames before it are used."""
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """The frames to sample from one video, decided before any is decoded (`sevila.streaming.plan_video`)."""
+
+    path: Path
+    indices: list[int]  # frame numbers, in time order, each once
+    fps: float
+    duration: float
+
+    @property
+    def timestamps(self) -> list[float]:
+        return [i / self.fps for i in self.indices]
+
+
+def _chunk_key(cache: FeatureCache, model: SeViLA, video_hash: str, indices: Sequence[int], backend: str) -> str:
+    # A chunk's tokens depend on which frames it holds, not on the rule that chose them, so chunks of runs at
+    # different rates or windows that happen to hold the same frames share an entry.
+    sampling = {"indices": list(indices), "image_size": model.config.vision.image_size, "backend": backend}
+    return cache.key(video_hash, {"rule": "chunk", **sampling}, model_fingerprint(model))
+
+
+def _decode_what_decodes(reader, indices: Sequence[int], image_size: int) -> tuple[np.ndarray, str | None]:
+    """The chunk's frames, or (when the chunk fails) those before its first frame that does not decode, with
+    the decoder's reason."""
+    try:
+        return reader.read(indices), None
+    except VideoError as err:
+        reason = err.reason
+    frames = []
+    for index in indices:
+        try:
+            frames.append(reader.read([index])[0])
+        except VideoError:
+            break
+    return (np.stack(frames) if frames else np.zeros((0, image_size, image_size, 3), np.uint8)), reason
+
+
+def encode_chunks(
+    model: SeViLA,
+    plan: VideoPlan,
+    chunk_frames: int,
+    backend: str = "pyav",
+    cache: FeatureCache | None = None,
+    progress: bool = True,
+) -> Iterator[VideoFeatures]:
+    """The plan's frames encoded ``chunk_frames`` at a time, in time order: one `VideoFeatures` per chunk, so
+    memory holds one chunk's frames and tokens however long the video. Each chunk is its own cache entry, so a
+    second question about the video reads them instead of decoding and encoding again; while the model encodes
+    one chunk, a background thread decodes the next.
+
+    A chunk whose frames stop decoding (a corrupt or truncated tail) ends the video there: the frames before
+    are used, and a `TruncatedVideo` warning names the file, the first frame lost and its time. When not even
+    the first frame decodes, `VideoError`.
+    """
+    from tqdm.auto import tqdm
+
+    chunks = [plan.indices[s : s + chunk_frames] for s in range(0, len(plan.indices), chunk_frames)]
+    video_hash = file_fingerprint(plan.path) if cache is not None else None
+    keys = [_chunk_key(cache, model, video_hash, c, backend) if cache else None for c in chunks]
+    size = model.config.vision.image_size
+    readers = []  # opened at the first chunk the cache misses: opening indexes every packet of the video
+
+    def decode(indices: list[int]) -> tuple[np.ndarray, str | None]:
+        if not readers:
+            readers.append(open_video(plan.path, size, backend))
+        return _decode_what_decodes(readers[0], indices, size)
+
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sevila-decode") as pool:
+
+            def fetch(n: int):
+                if n >= len(chunks):
+                    return None
+                hit = cache.get(keys[n], device=model.device) if cache is not None else None
+                return pool.submit(lambda: hit) if hit is not None else pool.submit(decode, chunks[n])
+
+            bar = tqdm(
+                total=len(plan.indices), desc="frames", unit="frame", disable=not progress or len(chunks) < 2 or None
+            )
+            pending = fetch(0)
+            for n, indices in enumerate(chunks):
+                done = pending.result()
+                pending = fetch(n + 1)
+                if isinstance(done, VideoFeatures):
+                    bar.update(len(indices))
+                    yield done
+                    continue
+                frames, failure = done
+                kept = indices[: len(frames)]
+                if kept:
+                    pixels = normalize(frames, model.config.image_mean, model.config.image_std)[None]
+                    with torch.no_grad():
+                        features = model.encode_frames(pixels)
+                    encoded = VideoFeatures(features, kept, [i / plan.fps for i in kept], plan.fps, plan.duration)
+                    if cache is not None and failure is None:  # a partial chunk is not stored: the warning repeats
+                        cache.put(keys[n], encoded)
+                    bar.update(len(kept))
+                    yield encoded
+                if failure is not None:
+                    lost = plan.indices[n * chunk_frames + len(kept) :]
+                    if n == 0 and not kept:
+                        raise VideoError(plan.path, failure)
+                    warnings.warn(
+                        f"{plan.path}: frames from {lost[0]} ({lost[0] / plan.fps:.1f}s) on do not decode ({failure}); "
+                        f"using the {len(plan.indices) - len(lost)} sampled frames before them and not the last "
+                        f"{len(lost)}",
+                        TruncatedVideo,
+                        stacklevel=2,
+                    )
+                    break
+            bar.close()
+            if pending is not None:
+                pending.cancel()
+    finally:  # also when the caller stops early or a chunk fails
+        for reader in readers:
+            reader.close()

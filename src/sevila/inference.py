@@ -5,8 +5,10 @@
     answer = qa.predict("video.mp4", "what does the man do?", ["runs.", "sits.", "eats."])
     answer.text, answer.keyframe_times, answer.frame_scores
 
-Per video, frames are sampled uniformly, encoded once (through the feature cache when enabled) and reused
-for every question about that video; only the T5 scoring depends on the question.
+Per video, frames are sampled uniformly (a number of them, or ``fps=`` frames a second), encoded once (through
+the feature cache when enabled) and reused for every question about that video; only the T5 scoring depends on
+the question. A video that samples more frames than one chunk (``chunk_frames``, 32) is streamed: decoded,
+encoded and scored a chunk at a time, so memory does not grow with its length (`sevila.streaming`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,24 @@ from pathlib import Path
 
 import torch
 
-from sevila import prompts
-from sevila.features import FeatureCache, VideoFeatures, VideoPrefetcher, encode_video, finish_video
+from sevila import prompts, streaming
+from sevila.features import (
+    FeatureCache,
+    VideoFeatures,
+    VideoPlan,
+    VideoPrefetcher,
+    encode_chunks,
+    encode_video,
+    finish_video,
+)
 from sevila.loading import load_model
 from sevila.model import FrameFeatures, Precision, SeViLA
 from sevila.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD, frame_scores_to_moments
 from sevila.utils.batching import positions_by_key
-from sevila.video import VideoError, check_backend, check_clip, check_video_file
+from sevila.video import VideoError, check_backend, check_clip, check_rate, check_video_file
+
+DEFAULT_CHUNK_FRAMES = 32
+"""Frames decoded and encoded at once on a long video: a 32-frame question's memory, whatever the length."""
 
 
 @dataclass
@@ -144,12 +157,7 @@ def distinct_frames(encoded: VideoFeatures, requested: int, clip: tuple[float, f
     if len(first) == len(encoded.indices):
         return encoded
     keep = sorted(first.values())
-    where = f"the clip window ({clip[0]:g}s, {clip[1]:g}s) of {source}" if clip else str(source)
-    warnings.warn(
-        f"{where} has only {len(keep)} frame{'s' if len(keep) != 1 else ''}: using each once instead of {requested} sampled frames (--frames)",
-        FewerFrames,
-        stacklevel=3,
-    )
+    _warn_fewer_frames(source, clip, len(keep), requested)
     positions = torch.tensor(keep, device=encoded.features.answerer.device)
     features = FrameFeatures(
         encoded.features.answerer.index_select(1, positions), encoded.features.localizer.index_select(1, positions)
@@ -160,6 +168,15 @@ def distinct_frames(encoded: VideoFeatures, requested: int, clip: tuple[float, f
         [encoded.timestamps[p] for p in keep],
         encoded.fps,
         encoded.duration,
+    )
+
+
+def _warn_fewer_frames(source, clip, available: int, requested: int) -> None:
+    where = f"the clip window ({clip[0]:g}s, {clip[1]:g}s) of {source}" if clip else str(source)
+    warnings.warn(
+        f"{where} has only {available} frame{'s' if available != 1 else ''}: using each once instead of {requested} sampled frames (--frames)",
+        FewerFrames,
+        stacklevel=4,
     )
 
 
@@ -181,6 +198,11 @@ def localize_features(model: SeViLA, video: VideoFeatures, query: str) -> FrameS
         yes_no = model.frame_scores(
             video.features.localizer.to(model.device), [prompts.qvhighlights_loc_prompt(query)], with_no=True
         )[0]
+    return _frame_scores(yes_no)
+
+
+def _frame_scores(yes_no: torch.Tensor) -> FrameScores:
+    """(frames, 2) [yes, no] logits -> the yes logits and p(yes) against "no"."""
     return FrameScores(yes_no[:, 0].tolist(), torch.sigmoid(yes_no[:, 0] - yes_no[:, 1]).tolist())
 
 
@@ -194,6 +216,7 @@ class Localization:
     frame_scores: list[float]  # "yes" logits
     frame_probabilities: list[float]  # p(yes) vs "no"
     moments: list[tuple[float, float, float]]  # (start s, end s, score), best first
+    duration: float = 0.0  # seconds of the whole video
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -214,10 +237,11 @@ def answer_batch(
     model: SeViLA, items: Sequence[QuestionItem], num_keyframes: int, use_localizer: bool = True
 ) -> list[Answer]:
     """Chained inference on a batch of questions (about one or several videos) in as few T5 passes as possible:
-    one per option count, since a batch shares its option-letter ids."""
-    letters = prompts.OPTION_LETTERS
+    one per option count (a batch shares its option-letter ids) and number of frames (videos sampled by rate
+    differ in it)."""
     answers: list[Answer | None] = [None] * len(items)
-    for count, members in positions_by_key(len(item.options) for item in items).items():
+    groups = positions_by_key((len(item.options), len(item.video.indices)) for item in items)
+    for (count, _), members in groups.items():
         features = FrameFeatures(
             torch.cat([items[i].video.features.answerer for i in members]).to(model.device),
             torch.cat([items[i].video.features.localizer for i in members]).to(model.device),
@@ -232,22 +256,27 @@ def answer_batch(
                 use_localizer=use_localizer,
             )
         for row, i in enumerate(members):
-            item, index = items[i], int(out.prediction[row])
-            keyframes = out.keyframes[row].tolist()
-            answers[i] = Answer(
-                question=item.question,
-                options=item.options,
-                index=index,
-                letter=letters[index],
-                text=item.options[index],
-                option_scores=out.option_scores[row].tolist(),
-                frame_times=list(item.video.timestamps),
-                frame_indices=list(item.video.indices),
-                frame_scores=None if out.frame_scores is None else out.frame_scores[row].tolist(),
-                keyframes=keyframes,
-                keyframe_times=[item.video.timestamps[j] for j in keyframes],
-            )
+            answers[i] = _answer(items[i], out, row, items[i].video.indices, items[i].video.timestamps)
     return answers
+
+
+def _answer(item, out, row: int, indices: Sequence[int], timestamps: Sequence[float]) -> Answer:
+    """Row ``row`` of a `Prediction` as the `Answer` to ``item`` (its question and options)."""
+    index = int(out.prediction[row])
+    keyframes = out.keyframes[row].tolist()
+    return Answer(
+        question=item.question,
+        options=item.options,
+        index=index,
+        letter=prompts.OPTION_LETTERS[index],
+        text=item.options[index],
+        option_scores=out.option_scores[row].tolist(),
+        frame_times=list(timestamps),
+        frame_indices=list(indices),
+        frame_scores=None if out.frame_scores is None else out.frame_scores[row].tolist(),
+        keyframes=keyframes,
+        keyframe_times=[timestamps[j] for j in keyframes],
+    )
 
 
 class VideoQA:
@@ -261,6 +290,10 @@ class VideoQA:
         backend: video decoder (``pyav``, ``decord``, ``torchcodec``).
         prompt_style: which dataset's prompt wording to use (`sevila.prompts.PROMPT_STYLES`; default: the
             multiple-choice wording of NExT-QA, STAR, How2QA and TVQA, which the released model was trained on).
+        fps: sample this many frames a second instead of a fixed number (e.g. 1 for a long video), the same
+            uniform rule with the count taken from the video's length (`sevila.video.frames_at_rate`).
+        chunk_frames: frames decoded and encoded at once when a video samples more than this many; memory
+            follows it, not the video's length (`sevila.streaming`).
     """
 
     def __init__(
@@ -271,16 +304,22 @@ class VideoQA:
         cache: FeatureCache | None = None,
         backend: str = "pyav",
         prompt_style: str = "nextqa",
+        fps: float | None = None,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     ):
         self.model = model.eval()
+        if num_frames is not None and fps is not None:
+            raise ValueError("give num_frames (--frames) or fps (--fps), not both")
         # None means the model's; 0 or a negative number is an error, never silently the default.
         self.num_frames = _count(
             model.config.num_frames if num_frames is None else num_frames, "num_frames", "--frames"
         )
+        self.fps = None if fps is None else check_rate(fps)
+        self.chunk_frames = _count(chunk_frames, "chunk_frames", "--chunk-frames")
         self.num_keyframes = _count(
             model.config.num_keyframes if num_keyframes is None else num_keyframes, "num_keyframes", "--keyframes"
         )
-        if num_keyframes is not None:  # a default keyframe count is only checked where the localizer runs
+        if num_keyframes is not None and fps is None:  # a default keyframe count is only checked where it runs
             _check_keyframes(self.num_keyframes, self.num_frames)
         check_backend(backend)  # a missing optional decoder fails here, not at the first video
         self.cache = cache
@@ -310,7 +349,11 @@ class VideoQA:
         for name, flag in (("num_frames", "--frames"), ("num_keyframes", "--keyframes")):
             if kwargs.get(name) is not None:  # bad numbers and backends fail before the model is loaded, too
                 _count(kwargs[name], name, flag)
-        if kwargs.get("num_frames") is not None and kwargs.get("num_keyframes") is not None:
+        if kwargs.get("fps") is not None:
+            if kwargs.get("num_frames") is not None:
+                raise ValueError("give num_frames (--frames) or fps (--fps), not both")
+            check_rate(kwargs["fps"])
+        elif kwargs.get("num_frames") is not None and kwargs.get("num_keyframes") is not None:
             _check_keyframes(kwargs["num_keyframes"], kwargs["num_frames"])
         check_backend(kwargs.get("backend", "pyav"))
         model = load_model(name_or_path, device=device, precision=precision)
@@ -319,18 +362,60 @@ class VideoQA:
         return cls(model, cache=cache or None, **kwargs)
 
     # ------------------------------------------------------------------ video side
-    def features(
-        self, video: str | Path, num_frames: int | None = None, clip: tuple[float, float] | None = None
-    ) -> VideoFeatures:
-        """The sampled frames' features (through the cache). A video or window with fewer frames than
-        ``num_frames`` gives each of its frames once, with a `FewerFrames` warning."""
-        num_frames = self.num_frames if num_frames is None else _count(num_frames, "num_frames", "--frames")
+    def _sampling(self, num_frames: int | None, fps: float | None) -> tuple[int | None, float | None]:
+        """(frame count, None) or (None, rate): a call's own choice, else the instance's."""
+        if num_frames is not None and fps is not None:
+            raise ValueError("give num_frames (--frames) or fps (--fps), not both")
+        if num_frames is not None:
+            return _count(num_frames, "num_frames", "--frames"), None
+        if fps is not None:
+            return None, check_rate(fps)
+        return (None, self.fps) if self.fps is not None else (self.num_frames, None)
+
+    def _plan(self, path: Path, count: int | None, rate: float | None, clip) -> tuple[VideoPlan | None, int]:
+        """The long-video plan of ``path``, or (None, frame count) when the video fits in one chunk and takes
+        the short path (one cache entry, the exact arithmetic of the original)."""
+        if rate is None and count <= self.chunk_frames:
+            return None, count
+        plan, asked = streaming.plan_video(
+            path,
+            num_frames=count,
+            rate=rate,
+            clip=clip,
+            image_size=self.model.config.vision.image_size,
+            backend=self.backend,
+        )
+        if len(plan.indices) <= self.chunk_frames:
+            return None, asked
+        if len(plan.indices) < asked:
+            _warn_fewer_frames(path, clip, len(plan.indices), asked)
+        return plan, asked
+
+    def _video(self, video: str | Path, clip) -> tuple[Path, tuple[float, float] | None]:
         # Checked before the cache hashes the file: reading a FIFO or /dev/zero would never end.
         path = check_video_file(video)
-        if clip is not None:
-            clip = check_clip(clip, source=path)
-        encoded = encode_video(self.model, path, num_frames, clip, self.backend, self.cache)
-        return distinct_frames(encoded, num_frames, clip, path)
+        return path, (None if clip is None else check_clip(clip, source=path))
+
+    def _chunks(self, plan: VideoPlan):
+        return encode_chunks(self.model, plan, self.chunk_frames, self.backend, self.cache)
+
+    def features(
+        self,
+        video: str | Path,
+        num_frames: int | None = None,
+        clip: tuple[float, float] | None = None,
+        *,
+        fps: float | None = None,
+    ) -> VideoFeatures:
+        """The sampled frames' features (through the cache). A video or window with fewer frames than
+        ``num_frames`` gives each of its frames once, with a `FewerFrames` warning. On a long video they are
+        every sampled frame's tokens in memory; `predict` and `localize` stream such a video instead."""
+        path, clip = self._video(video, clip)
+        plan, count = self._plan(path, *self._sampling(num_frames, fps), clip)
+        if plan is not None:
+            return streaming.concatenate(self._chunks(plan))
+        encoded = encode_video(self.model, path, count, clip, self.backend, self.cache)
+        return distinct_frames(encoded, count, clip, path)
 
     def predict_videos(
         self,
@@ -339,21 +424,24 @@ class VideoQA:
         num_frames: int | None = None,
         num_keyframes: int | None = None,
         use_localizer: bool = True,
+        fps: float | None = None,
     ) -> Iterator[list[Answer]]:
         """`predict_many` over several videos: ``jobs`` are (video, questions) pairs, and one list of answers
         is yielded per video, in order. While the model answers a video's questions, a background thread
-        decodes the next video (or reads its cached features), so decoding hides behind the model's work."""
+        decodes the next video (or reads its cached features), so decoding hides behind the model's work.
+        (Long videos decode their next chunk behind the model instead.)"""
         jobs = list(jobs)
-        frames = self.num_frames if num_frames is None else _count(num_frames, "num_frames", "--frames")
-        if use_localizer:
+        count, rate = self._sampling(num_frames, fps)
+        if use_localizer and rate is None:
             keyframes = self.num_keyframes if num_keyframes is None else num_keyframes
-            _check_keyframes(_count(keyframes, "num_keyframes", "--keyframes"), frames)
+            _check_keyframes(_count(keyframes, "num_keyframes", "--keyframes"), count)
+        short = rate is None and count <= self.chunk_frames
         with VideoPrefetcher(self.model, self.backend, self.cache) as prefetcher:
 
             def submit(position: int) -> None:
-                if position < len(jobs) and isinstance(jobs[position][0], (str, Path)):
+                if short and position < len(jobs) and isinstance(jobs[position][0], (str, Path)):
                     try:  # a bad path fails at its turn, with the message `features` would give
-                        prefetcher.submit(position, check_video_file(jobs[position][0]), frames)
+                        prefetcher.submit(position, check_video_file(jobs[position][0]), count)
                     except VideoError:
                         pass
 
@@ -363,11 +451,12 @@ class VideoQA:
                 if position in prefetcher:
                     path = check_video_file(video)
                     encoded = finish_video(self.model, prefetcher.take(position), self.cache)
-                    video = distinct_frames(encoded, frames, None, path)
+                    video = distinct_frames(encoded, count, None, path)
                 yield self.predict_many(
                     video,
                     questions,
-                    num_frames=frames,
+                    num_frames=num_frames,
+                    fps=fps,
                     num_keyframes=num_keyframes,
                     use_localizer=use_localizer,
                 )
@@ -379,14 +468,30 @@ class VideoQA:
         query: str,
         *,
         num_frames: int | None = None,
+        fps: float | None = None,
         clip: tuple[float, float] | None = None,
         threshold: float = DEFAULT_THRESHOLD,
         span_threshold: int = DEFAULT_SPAN_THRESHOLD,
     ) -> Localization:
         """Score every sampled frame for ``query`` and merge frames with p(yes) >= ``threshold`` into moments,
         bridging gaps of up to ``span_threshold`` frames (the rule: `sevila.moments`)."""
-        encoded = video if isinstance(video, VideoFeatures) else self.features(video, num_frames, clip)
-        scores = localize_features(self.model, encoded, query)
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("the query is empty")
+        if isinstance(video, VideoFeatures):
+            encoded, scores = video, localize_features(self.model, video, query)
+        else:
+            path, clip = self._video(video, clip)
+            plan, count = self._plan(path, *self._sampling(num_frames, fps), clip)
+            if plan is None:
+                encoded = distinct_frames(
+                    encode_video(self.model, path, count, clip, self.backend, self.cache), count, clip, path
+                )
+                scores = localize_features(self.model, encoded, query)
+            else:
+                found = streaming.scan(
+                    self.model, self._chunks(plan), [[prompts.qvhighlights_loc_prompt(query)]], 0, with_no=True
+                )
+                encoded, scores = found, _frame_scores(found.scores[0][0])
         moments = frame_scores_to_moments(
             encoded.timestamps,
             scores.probabilities,
@@ -401,6 +506,7 @@ class VideoQA:
             scores.logits,
             scores.probabilities,
             [tuple(m) for m in moments],
+            encoded.duration,
         )
 
     # ------------------------------------------------------------------ questions
@@ -411,6 +517,7 @@ class VideoQA:
         options: Sequence[str],
         *,
         num_frames: int | None = None,
+        fps: float | None = None,
         num_keyframes: int | None = None,
         clip: tuple[float, float] | None = None,
         use_localizer: bool = True,
@@ -420,6 +527,7 @@ class VideoQA:
             video,
             [(question, options)],
             num_frames=num_frames,
+            fps=fps,
             num_keyframes=num_keyframes,
             clip=clip,
             use_localizer=use_localizer,
@@ -431,11 +539,13 @@ class VideoQA:
         questions: Sequence[tuple[str | None, Sequence[str]]],
         *,
         num_frames: int | None = None,
+        fps: float | None = None,
         num_keyframes: int | None = None,
         clip: tuple[float, float] | None = None,
         use_localizer: bool = True,
     ) -> list[Answer]:
-        """Several questions about one video: the video is decoded and encoded once.
+        """Several questions about one video: the video is decoded and encoded once (a long one in one pass,
+        chunk by chunk, for all the questions).
 
         Without the localizer the answerer sees every sampled frame (set ``num_frames`` to the number it
         should see, e.g. 4 for the paper's uniform baseline).
@@ -444,21 +554,63 @@ class VideoQA:
         questions = _question_pairs(questions)
         for question, options in questions:
             _check_question(question, options, letters)
-        frames = self.num_frames if num_frames is None else _count(num_frames, "num_frames", "--frames")
         keyframes = (
             self.num_keyframes if num_keyframes is None else _count(num_keyframes, "num_keyframes", "--keyframes")
         )
-        if use_localizer and not isinstance(video, VideoFeatures):
-            _check_keyframes(keyframes, frames)
-        encoded = video if isinstance(video, VideoFeatures) else self.features(video, frames, clip)
-        if use_localizer and keyframes > len(encoded.indices):
+        if isinstance(video, VideoFeatures):
+            encoded, plan, source = video, None, None
+        else:
+            path, clip = self._video(video, clip)
+            count, rate = self._sampling(num_frames, fps)
+            if use_localizer and rate is None:
+                _check_keyframes(keyframes, count)
+            plan, count = self._plan(path, count, rate, clip)
+            if plan is None:
+                encoded = distinct_frames(
+                    encode_video(self.model, path, count, clip, self.backend, self.cache), count, clip, path
+                )
+            source = path
+        if plan is not None and not use_localizer:
+            raise ValueError(
+                f"{source}: without the localizer the answerer reads every sampled frame, and {len(plan.indices)} "
+                f"are more than one chunk ({self.chunk_frames}); sample fewer (--frames) for the uniform baseline"
+            )
+        available = len(plan.indices) if plan is not None else len(encoded.indices)
+        if use_localizer and keyframes > available:
             raise VideoError(
-                None if isinstance(video, VideoFeatures) else video,
-                f"only {len(encoded.indices)} distinct frame{'s' if len(encoded.indices) != 1 else ''} to choose {keyframes} keyframes from; "
-                f"lower num_keyframes (--keyframes)",
+                source,
+                f"only {available} distinct frame{'s' if available != 1 else ''} to choose {keyframes} keyframes "
+                f"from; lower num_keyframes (--keyframes)",
             )
         items = [
-            QuestionItem(encoded, question, list(options), *prompts.prompts_for(self.prompt_style, question, options))
+            QuestionItem(
+                encoded if plan is None else None,
+                question,
+                list(options),
+                *prompts.prompts_for(self.prompt_style, question, options),
+            )
             for question, options in questions
         ]
-        return answer_batch(self.model, items, keyframes, use_localizer)
+        if plan is None:
+            return answer_batch(self.model, items, keyframes, use_localizer)
+        return self._answer_streamed(plan, items, keyframes)
+
+    def _answer_streamed(self, plan: VideoPlan, items: list[QuestionItem], keyframes: int) -> list[Answer]:
+        """Every question about a long video in one pass over its chunks (`sevila.streaming.scan`)."""
+        groups = positions_by_key(len(item.options) for item in items)
+        found = streaming.scan(
+            self.model,
+            self._chunks(plan),
+            [[items[i].loc_prompt for i in members] for members in groups.values()],
+            keyframes,
+        )
+        if keyframes > len(found.indices):  # the video's tail did not decode (warned by encode_chunks)
+            raise VideoError(plan.path, f"only {len(found.indices)} frames decode; fewer than {keyframes} keyframes")
+        answers: list[Answer | None] = [None] * len(items)
+        for group, (count, members) in enumerate(groups.items()):
+            out = streaming.predict_scanned(
+                self.model, found, group, [items[i].qa_prompt for i in members], count, keyframes
+            )
+            for row, i in enumerate(members):
+                answers[i] = _answer(items[i], out, row, found.indices, found.timestamps)
+        return answers

@@ -103,6 +103,11 @@ def check_video(video: str | Path | None) -> str:
     return str(video)
 
 
+def as_rate(value: Any) -> Any:
+    """The frames-per-second box: 0 or empty means "sample the number of frames instead" (None)."""
+    return None if value in (None, "", 0) else value
+
+
 def as_count(value: Any) -> Any:
     """A slider's number as an int when it is whole (sliders send 32.0); anything else unchanged, for the
     library to refuse with its message."""
@@ -260,15 +265,23 @@ class Service:
         frames: Any,
         keyframes: Any,
         progress: Progress = _quiet,
+        fps: Any = None,
     ) -> AnswerResult:
+        """``fps`` (frames a second; 0 or None: ``frames`` frames) samples a long video by its length."""
         video = check_video(video)
         check_question(question, options)
         from sevila.plots import answer_figure
 
         with self._request(model, progress) as request:
             progress(0.2, "reading the video, scoring its frames and answering")
+            rate = as_rate(fps)
             answer = request.qa.predict(
-                video, question, list(options), num_frames=as_count(frames), num_keyframes=as_count(keyframes)
+                video,
+                question,
+                list(options),
+                num_frames=None if rate is not None else as_count(frames),
+                fps=rate,
+                num_keyframes=as_count(keyframes),
             )
             progress(0.8, "drawing the keyframes and the frame scores")
             thumbnails = keyframe_thumbnails(answer, video, self.backend)
@@ -277,7 +290,13 @@ class Service:
         return AnswerResult(answer, thumbnails, figure, seconds, from_cache, notes)
 
     def find_moments(
-        self, model: str | None, video: str | Path | None, query: str | None, frames: Any, progress: Progress = _quiet
+        self,
+        model: str | None,
+        video: str | Path | None,
+        query: str | None,
+        frames: Any,
+        progress: Progress = _quiet,
+        fps: Any = None,
     ) -> MomentsResult:
         video = check_video(video)
         query = check_query(query)
@@ -285,7 +304,10 @@ class Service:
 
         with self._request(model, progress) as request:
             progress(0.2, "reading the video and scoring its frames")
-            localization = request.qa.localize(video, query, num_frames=as_count(frames))
+            rate = as_rate(fps)
+            localization = request.qa.localize(
+                video, query, num_frames=None if rate is not None else as_count(frames), fps=rate
+            )
             progress(0.8, "drawing the frame scores")
             figure = localization_figure(localization)
             seconds, from_cache, notes = request.finish()

@@ -75,6 +75,10 @@ def build_page(service: Service, *, model: str = DEMO_MODEL, frames: int = 32, k
                     1, 128, value=frames, step=1, label="Candidate frames", elem_id="frames",
                     info="sampled uniformly from the video; the localizer scores each",
                 )  # fmt: skip
+                fps_in = gr.Number(
+                    value=0, minimum=0, label="Frames per second", elem_id="fps",
+                    info="0: the candidate frames above; e.g. 1 for a long video, scored chunk by chunk",
+                )  # fmt: skip
                 keyframes_in = gr.Slider(
                     1, 16, value=keyframes, step=1, label="Keyframes", elem_id="keyframes",
                     info="the best-scoring frames, which the answerer sees",
@@ -136,7 +140,21 @@ def build_page(service: Service, *, model: str = DEMO_MODEL, frames: int = 32, k
             return "", "", None, None
 
         # Gradio shows a progress bar for the handler whose parameter defaults to gr.Progress() (hence B008).
-        def on_answer(model_name, video_path, text, n, a, b, c, d, e, n_frames, n_keyframes, progress=gr.Progress()):  # noqa: B008
+        def on_answer(
+            model_name,
+            video_path,
+            text,
+            n,
+            a,
+            b,
+            c,
+            d,
+            e,
+            n_frames,
+            n_keyframes,
+            rate,
+            progress=gr.Progress(),  # noqa: B008
+        ):
             try:
                 result = service.answer(
                     model_name,
@@ -146,6 +164,7 @@ def build_page(service: Service, *, model: str = DEMO_MODEL, frames: int = 32, k
                     n_frames,
                     n_keyframes,
                     progress=lambda f, m: progress(f, desc=m),
+                    fps=rate,
                 )
             except Exception as err:  # the page reports it and keeps serving
                 if not _is_user_error(err):
@@ -156,7 +175,7 @@ def build_page(service: Service, *, model: str = DEMO_MODEL, frames: int = 32, k
         answer_outputs = [answer_error, verdict, gallery, answer_plot]
         ask.click(clear_answer, None, answer_outputs, queue=False).then(
             on_answer,
-            [model_in, video, question, count, *option_rows, frames_in, keyframes_in],
+            [model_in, video, question, count, *option_rows, frames_in, keyframes_in, fps_in],
             answer_outputs,
             concurrency_limit=1,
             show_progress_on=verdict,  # one progress bar, where the answer will appear
@@ -165,10 +184,10 @@ def build_page(service: Service, *, model: str = DEMO_MODEL, frames: int = 32, k
         def clear_moments():
             return "", "", None, None
 
-        def on_moments(model_name, video_path, text, n_frames, progress=gr.Progress()):  # noqa: B008
+        def on_moments(model_name, video_path, text, n_frames, rate, progress=gr.Progress()):  # noqa: B008
             try:
                 result = service.find_moments(
-                    model_name, video_path, text, n_frames, progress=lambda f, m: progress(f, desc=m)
+                    model_name, video_path, text, n_frames, progress=lambda f, m: progress(f, desc=m), fps=rate
                 )
             except Exception as err:
                 if not _is_user_error(err):
@@ -179,7 +198,7 @@ def build_page(service: Service, *, model: str = DEMO_MODEL, frames: int = 32, k
         moments_outputs = [moments_error, summary, moments_plot, table]
         find.click(clear_moments, None, moments_outputs, queue=False).then(
             on_moments,
-            [model_in, video, query, frames_in],
+            [model_in, video, query, frames_in, fps_in],
             moments_outputs,
             concurrency_limit=1,
             show_progress_on=summary,

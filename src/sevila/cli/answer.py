@@ -70,13 +70,24 @@ def print_answer(qa, answer) -> None:
         print(frame_score_strip(answer.frame_scores, answer.frame_times, answer.keyframes))
 
 
+STRIP_WIDTH = 100
+
+
 def frame_score_strip(scores: list[float], times: list[float], keyframes: list[int]) -> str:
-    """A compact view of the localizer's scores over time: one bar per frame, keyframes marked with ^."""
+    """A compact view of the localizer's scores over time: one bar per frame, keyframes marked with ^. More
+    frames than `STRIP_WIDTH` (a long video) share bars: each shows the best of its frames."""
     low, high = min(scores), max(scores)
     span = (high - low) or 1.0
-    bars = "".join(BLOCKS[min(len(BLOCKS) - 1, int((s - low) / span * len(BLOCKS)))] for s in scores)
-    marks = "".join("^" if i in keyframes else " " for i in range(len(scores)))
+    columns = min(len(scores), STRIP_WIDTH)
+    column_of = [i * columns // len(scores) for i in range(len(scores))]
+    best = [low] * columns
+    for i, score in enumerate(scores):
+        best[column_of[i]] = max(best[column_of[i]], score)
+    bars = "".join(BLOCKS[min(len(BLOCKS) - 1, int((s - low) / span * len(BLOCKS)))] for s in best)
+    marked = {column_of[i] for i in keyframes}
+    marks = "".join("^" if c in marked else " " for c in range(columns))
+    shared = f", {len(scores) / columns:.1f} per bar" if columns < len(scores) else ""
     return (
-        f"Frame scores ({times[0]:.1f}s .. {times[-1]:.1f}s, {len(scores)} frames, yes-logit {low:.2f} .. {high:.2f}):\n"
-        f"  {bars}\n  {marks.rstrip()}"
+        f"Frame scores ({times[0]:.1f}s .. {times[-1]:.1f}s, {len(scores)} frames{shared}, "
+        f"yes-logit {low:.2f} .. {high:.2f}):\n  {bars}\n  {marks.rstrip()}"
     )

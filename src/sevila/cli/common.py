@@ -14,7 +14,17 @@ def add_model_arguments(parser: argparse.ArgumentParser, prompt_style: bool = Tr
     """Model, sampling, device, decoder and cache options; ``prompt_style`` only where the command builds
     prompts from free text (eval uses each record's dataset wording)."""
     parser.add_argument("--model", default=None, help=f"the model: {MODEL_HELP} (required)")
-    parser.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's, 32)")
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument(
+        "--frames", type=int, default=None, help="frames sampled per video (default: the model's, 32)"
+    )
+    sampling.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="sample this many frames a second instead (e.g. 1 for a long video; the same uniform rule)",
+    )
     parser.add_argument("--keyframes", type=int, default=None, help="keyframes for the answerer (default: 4)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     add_precision_argument(parser)
@@ -29,6 +39,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, prompt_style: bool = Tr
         help="feature cache folder (default: $SEVILA_CACHE_DIR or ~/.cache/sevila/features)",
     )
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    parser.add_argument(
+        "--chunk-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="frames decoded and encoded at once when a video samples more (memory follows it; default 32)",
+    )
     parser.add_argument(
         "--cache-limit",
         metavar="SIZE",
@@ -87,7 +104,7 @@ def report_plot(args: argparse.Namespace, path) -> None:
 def load_videoqa(args: argparse.Namespace):
     from sevila.cli import CommandError
     from sevila.features import FeatureCache
-    from sevila.inference import VideoQA
+    from sevila.inference import DEFAULT_CHUNK_FRAMES, VideoQA
 
     if args.model is None:  # no silent default: a toy model's answers must never pass for a real one's
         raise CommandError(f"no model given: name one with --model ({MODEL_HELP})")
@@ -107,6 +124,8 @@ def load_videoqa(args: argparse.Namespace):
         device=args.device,
         cache=cache or False,
         num_frames=args.frames,
+        fps=getattr(args, "fps", None),
+        chunk_frames=DEFAULT_CHUNK_FRAMES if getattr(args, "chunk_frames", None) is None else args.chunk_frames,
         num_keyframes=args.keyframes,
         backend=args.backend,
         prompt_style=getattr(args, "prompt_style", "nextqa"),

@@ -38,14 +38,13 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("the query is empty")
     check_plot_argument(args)
     qa = load_videoqa(args)
-    encoded = qa.features(args.video, clip=tuple(args.clip) if args.clip else None)
-    localization = qa.localize(encoded, args.query)
+    localization = qa.localize(args.video, args.query, clip=tuple(args.clip) if args.clip else None)
     if args.plot:
         from sevila.plots import plot_localization
 
         report_plot(args, plot_localization(localization, args.plot))
     if args.json:
-        print(json.dumps(moment_row(localization, Path(args.video).stem, encoded.duration)))
+        print(json.dumps(moment_row(localization, Path(args.video).stem, localization.duration)))
         return 0
     print_moments(localization)
     return 0

@@ -63,7 +63,7 @@ from sevila.features import (
 from sevila.inference import QuestionItem, answer_batch, localize_features
 from sevila.model import SeViLA
 from sevila.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD
-from sevila.video import VideoError
+from sevila.video import VideoError, check_rate
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ def evaluate(
     *,
     num_frames: int | None = None,
     num_keyframes: int | None = None,
+    fps: float | None = None,
     batch_size: int = 8,
     use_localizer: bool = True,
     video_path: VideoPath = "{video}.mp4",
@@ -159,7 +160,9 @@ def evaluate(
     docstring for the guarantees. ``moments`` sets how moment records' frame scores become moments.
 
     ``overwrite`` discards an earlier output (and its header, metrics and shards) instead of resuming it;
-    ``model_name`` is recorded in the output's header (the weights are recorded by their fingerprint)."""
+    ``model_name`` is recorded in the output's header (the weights are recorded by their fingerprint).
+    ``fps`` samples that many frames a second of each video (or clip window) instead of ``num_frames``; each
+    video's sampled frames are held in memory while its questions are answered."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     for name, value in (("num_frames", num_frames), ("num_keyframes", num_keyframes)):
@@ -172,10 +175,17 @@ def evaluate(
     if len(kinds) > 1:
         raise ValueError(f"{annotations}: mixes multiple-choice and moment records; evaluate them separately")
     is_moments = kinds == {"moment"}
-    num_frames = num_frames or model.config.num_frames
+    if fps is not None:
+        if num_frames is not None:
+            raise ValueError("give num_frames (--frames) or fps (--fps), not both")
+        fps = check_rate(fps)
+    else:
+        num_frames = num_frames or model.config.num_frames
     num_keyframes = num_keyframes or model.config.num_keyframes
     moments = moments or MomentOptions()
     settings = run_settings(model, annotations, num_frames, num_keyframes, use_localizer, backend, is_moments, moments)
+    if fps is not None:
+        settings.update(frames=None, fps=fps)
     info = {
         "model": {"name": str(model_name) if model_name is not None else None, "fingerprint": settings["model"]},
         "annotations": str(annotations),
@@ -236,9 +246,20 @@ def evaluate(
                 for record in todo[start : start + 2 * batch_size]:
                     key = _video_key(record, video_root, video_path)
                     if key not in recent:
-                        prefetcher.submit(key, key[0], num_frames, key[1])
+                        prefetcher.submit(key, key[0], num_frames, key[1], fps)
                 features = _encode_batch(
-                    model, batch, video_root, video_path, num_frames, backend, cache, result, recent, prefetcher
+                    model,
+                    batch,
+                    video_root,
+                    video_path,
+                    num_frames,
+                    backend,
+                    cache,
+                    result,
+                    recent,
+                    prefetcher,
+                    fps,
+                    min_frames=num_keyframes if use_localizer and not is_moments else 1,
                 )
                 if is_moments:
                     rows = _moment_rows(model, batch, features, moments)
@@ -272,7 +293,7 @@ def evaluate(
 def run_settings(
     model: SeViLA,
     annotations: str | Path,
-    num_frames: int,
+    num_frames: int | None,
     num_keyframes: int,
     use_localizer: bool,
     backend: str,
@@ -304,6 +325,7 @@ def run_settings(
 
 SETTING_NAMES = {
     "frames": "--frames",
+    "fps": "--fps",
     "keyframes": "--keyframes",
     "mode": "mode (--uniform)",
     "sampling": "frame sampling",
@@ -388,10 +410,13 @@ def _encode_batch(
     result: EvalResult,
     encoded: OrderedDict,
     prefetcher: VideoPrefetcher | None = None,
+    fps: float | None = None,
+    min_frames: int = 1,
 ) -> list[VideoFeatures | VideoError]:
     """Features of each record's video (each distinct video and window encoded once); a failure is recorded
     and returned in place of the features. Videos the prefetcher holds are taken from it (decoded already,
-    or cached features read)."""
+    or cached features read). Fewer than ``min_frames`` sampled frames (a short clip sampled by rate, with
+    more keyframes asked for) is a failure too."""
     out = []
     for record in batch:
         key = _video_key(record, video_root, video_path)
@@ -401,11 +426,15 @@ def _encode_batch(
                 if prefetcher is not None and key in prefetcher:
                     encoded[key] = finish_video(model, prefetcher.take(key), cache)
                 else:
-                    encoded[key] = encode_video(model, path, num_frames, clip, backend, cache)
+                    encoded[key] = encode_video(model, path, num_frames, clip, backend, cache, fps)
             except VideoError as err:
                 encoded[key] = err
         encoded.move_to_end(key)
         features = encoded[key]
+        if not isinstance(features, VideoError) and len(features.indices) < min_frames:
+            features = VideoError(
+                path, f"only {len(features.indices)} frames sampled, fewer than {min_frames} keyframes (--keyframes)"
+            )
         if isinstance(features, VideoError):
             result.failed += 1
             result.failures.append({"qid": record.qid, "video": path, "error": str(features)})

@@ -59,6 +59,12 @@ def tie_input_embeddings(t5: T5ForConditionalGeneration) -> None:
         t5.lm_head.weight = t5.shared.weight
 
 
+SCORE_BLOCK_FRAMES = 32
+"""Frames per T5 call of `SeViLA.frame_scores`. A matmul's rounding depends on how many rows it holds, so a
+frame's score is bit-for-bit reproducible only when it is scored in the same block: every path that scores
+frames (all at once, or a long video chunk by chunk) uses blocks of this size counted from the first frame."""
+
+
 def select_keyframes(frame_scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the ``k`` highest-scoring frames of each video, returned in temporal (ascending) order."""
     num_frames = frame_scores.shape[-1]
@@ -248,8 +254,20 @@ class SeViLA(
     ) -> torch.Tensor:
         """Localizer "yes" logit at the first decoding step for every frame: (videos, frames).
 
-        With ``with_no`` the result is (videos, frames, 2) holding the [yes, no] logits.
+        With ``with_no`` the result is (videos, frames, 2) holding the [yes, no] logits. Frames are scored in
+        blocks of `SCORE_BLOCK_FRAMES` (the last one shorter), counted from the first frame given: memory stays
+        bounded on long videos, and streaming them chunk by chunk (`sevila.streaming`) gives the same numbers.
         """
+        num_frames = localizer_tokens.shape[1]
+        if num_frames > SCORE_BLOCK_FRAMES:
+            blocks = range(0, num_frames, SCORE_BLOCK_FRAMES)
+            return torch.cat(
+                [
+                    self.frame_scores(localizer_tokens[:, s : s + SCORE_BLOCK_FRAMES], loc_prompts, with_no)
+                    for s in blocks
+                ],
+                dim=1,
+            )
         text = self._text()
         embeds, mask = self.frame_level_inputs(localizer_tokens, loc_prompts)
         ids = [text.yes_id, text.no_id] if with_no else [text.yes_id]

@@ -13,7 +13,15 @@ from typing import Any
 from sevila.video.backends import BACKENDS, FrameReader, check_backend
 from sevila.video.decode import VideoClip, check_video_file, load_video, open_video, read_clip
 from sevila.video.errors import BackendUnavailable, VideoError
-from sevila.video.sampling import SAMPLINGS, check_clip, frame_range, sample_indices, segment_bounds
+from sevila.video.sampling import (
+    SAMPLINGS,
+    check_clip,
+    check_rate,
+    frame_range,
+    frames_at_rate,
+    sample_indices,
+    segment_bounds,
+)
 
 # The transforms need torch; import them on first use so decoding and sampling stay light.
 _TRANSFORMS = ("normalize", "random_resized_crop_box", "resized_crop", "train_augment")
@@ -27,8 +35,10 @@ __all__ = [
     "VideoError",
     "check_backend",
     "check_clip",
+    "check_rate",
     "check_video_file",
     "frame_range",
+    "frames_at_rate",
     "load_video",
     "normalize",
     "open_video",

@@ -21,7 +21,7 @@ import numpy as np
 
 from sevila.video.backends import FrameReader, open_reader
 from sevila.video.errors import VideoError
-from sevila.video.sampling import Rng, Sampling, sample_indices
+from sevila.video.sampling import Rng, Sampling, frames_at_rate, sample_indices
 
 
 @dataclass(frozen=True)
@@ -93,12 +93,14 @@ def read_clip(reader: FrameReader, indices: Sequence[int]) -> VideoClip:
 
 def load_video(
     path: str | Path,
-    num_frames: int,
+    num_frames: int | None,
     sampling: Sampling = "uniform",
     clip: tuple[float, float] | None = None,
     image_size: int = 224,
     backend: str = "pyav",
     rng: Rng | None = None,
+    *,
+    rate: float | None = None,
 ) -> VideoClip:
     """Sample `num_frames` frames of `path` (optionally within `clip`, seconds) and decode them.
 
@@ -106,10 +108,15 @@ def load_video(
     per segment, drawn from `rng`); see `sevila.video.sampling`. Always returns exactly `num_frames` frames,
     repeating frames of videos shorter than that. `backend` is ``"pyav"`` (default), ``"decord"`` or
     ``"torchcodec"``; all use the same indices. Raises `VideoError` (naming the file) for any unreadable
-    video or a clip window outside it.
+    video or a clip window outside it. With ``rate`` (frames a second) instead of `num_frames`, the count is
+    `sevila.video.frames_at_rate` of the video or window.
     """
-    if num_frames <= 0:
+    if (num_frames is None) == (rate is None):
+        raise ValueError("give num_frames or rate, not both")
+    if num_frames is not None and num_frames <= 0:
         raise ValueError(f"num_frames must be positive, got {num_frames}")
     with open_video(path, image_size, backend) as reader:
+        if rate is not None:
+            num_frames = frames_at_rate(reader.num_frames, reader.fps, rate, clip, source=path)
         indices = sample_indices(reader.num_frames, reader.fps, num_frames, sampling, clip, rng=rng, source=path)
         return read_clip(reader, indices)

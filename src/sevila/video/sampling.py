@@ -8,6 +8,10 @@ the original first sets ``n = min(n_frms, vlen)``, so a video with fewer frames 
 fewer frames and the dataset then fails its length assertion and silently swaps in another sample. Here
 the linspace is always taken with the requested ``n``, so a short video gives exactly ``n`` indices, some of
 them repeated. Indices are decode-order frame numbers in ``[0, num_frames)``.
+
+Sampling by rate (``--fps F``, `frames_at_rate`) is the same rule with the count taken from the range's length:
+``floor(seconds × F)`` segments (at least one, at most one per frame of the range), so a rate of 1 over ten
+minutes gives 600 frames, each the midpoint of its one-second segment.
 """
 
 from __future__ import annotations
@@ -95,6 +99,31 @@ def segment_bounds(start: int, end: int, n: int) -> np.ndarray:
     if n <= 0:
         raise ValueError(f"the number of frames to sample must be positive, got {n}")
     return np.linspace(start, end, n + 1).astype(int)
+
+
+def check_rate(rate: object) -> float:
+    """A sampling rate in frames per second: a finite number above 0, or a one-line `ValueError`."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        raise TypeError(f"the sampling rate (--fps) must be a number of frames per second, got {rate!r}")
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"the sampling rate (--fps) must be a positive number of frames per second, got {rate!r}")
+    return float(rate)
+
+
+def frames_at_rate(
+    num_frames: int,
+    fps: float,
+    rate: float,
+    clip: tuple[float, float] | None = None,
+    *,
+    source: str | Path | None = None,
+) -> int:
+    """How many frames sampling at ``rate`` frames per second takes from the video (or its clip window):
+    ``floor(seconds × rate)`` of the range `frame_range` gives, at least 1 and at most the range's frames."""
+    rate = check_rate(rate)
+    start, end = frame_range(num_frames, fps, clip, source=source)
+    # The epsilon keeps 17982 frames at 29.97 fps (600 s by the nominal rate) from giving 599.
+    return min(max(int((end - start) / fps * rate + 1e-9), 1), end - start)
 
 
 def _randint(rng: Rng | None, low: int, high: int) -> int:
