@@ -156,10 +156,12 @@ def test_the_command_line_samples_by_rate_and_streams(model, long_video, tmp_pat
     assert "180 frames, 1.8 per bar" in shown  # a long video's strip keeps to 100 columns
     expected = VideoQA(model, fps=1).predict(long_video, QUESTION, OPTIONS[:4])
     assert f"Answer: ({expected.letter}) {expected.text}" in shown
-    assert cli.main(["localize", str(long_video), "-q", "a white square", "--json", *common]) == 0
-    row = json.loads(capsys.readouterr().out)
-    windows = VideoQA(model, fps=1).localize(long_video, "a white square").moments
-    assert [w[:2] for w in row["pred_relevant_windows"]] == [[s, e] for s, e, _ in windows]
+    for threshold, span in ((0.5, 6), (0.52, 0)):
+        flags = ["--threshold", str(threshold), "--span-threshold", str(span)]
+        assert cli.main(["localize", str(long_video), "-q", "a white square", "--json", *flags, *common]) == 0
+        row = json.loads(capsys.readouterr().out)
+        windows = VideoQA(model, fps=1).localize(long_video, "a white square", threshold=threshold, span_threshold=span)
+        assert [w[:2] for w in row["pred_relevant_windows"]] == [[s, e] for s, e, _ in windows.moments]
     with pytest.raises(SystemExit):
         cli.main(["answer", str(long_video), "-q", "x", "-o", "a", "-o", "b", *common, "--frames", "8"])
     assert "not allowed with argument --fps" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sevila.cli.answer import frame_score_strip
 from sevila.cli.common import add_model_arguments, add_plot_argument, check_plot_argument, load_videoqa, report_plot
+from sevila.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD
 
 
 def register(subparsers) -> None:
@@ -21,6 +22,18 @@ def register(subparsers) -> None:
     parser.add_argument("-q", "--query", required=True, help="what to look for, e.g. 'a man sits down'")
     add_model_arguments(parser, prompt_style=False)
     parser.add_argument("--clip", nargs=2, type=float, metavar=("START", "END"), help="only this window (seconds)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"frames with p(yes) at least this are in a moment (default {DEFAULT_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--span-threshold",
+        type=int,
+        default=DEFAULT_SPAN_THRESHOLD,
+        help=f"bridge gaps of up to this many sampled frames when merging (default {DEFAULT_SPAN_THRESHOLD})",
+    )
     parser.add_argument(
         "--json",
         action="store_true",
@@ -38,7 +51,13 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("the query is empty")
     check_plot_argument(args)
     qa = load_videoqa(args)
-    localization = qa.localize(args.video, args.query, clip=tuple(args.clip) if args.clip else None)
+    localization = qa.localize(
+        args.video,
+        args.query,
+        clip=tuple(args.clip) if args.clip else None,
+        threshold=args.threshold,
+        span_threshold=args.span_threshold,
+    )
     if args.plot:
         from sevila.plots import plot_localization
 
