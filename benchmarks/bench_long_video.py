@@ -10,7 +10,8 @@ each at 1 frame a second, every run in a fresh process with an empty feature cac
   (``--chunk-frames`` as large as the video: what streaming saves);
 - the first question (decode, encode, score) against the second (chunks read from the cache, T5 only).
 
-Usage: python -m benchmarks.bench_long_video [--model demo] [--minutes 10 60] [--workdir DIR]
+Usage: python -m benchmarks.bench_long_video [--model demo|mid] [--minutes 10 60] [--workdir DIR]
+(``mid``: the mid-size preset of benchmarks/bench_inference.py with random weights, 224-pixel frames.)
 """
 
 from __future__ import annotations
@@ -122,7 +123,9 @@ def run_child(spec: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="demo", help="a model name or directory (default: the demo model)")
+    parser.add_argument(
+        "--model", default="demo", help="a model name or directory, or mid (a preset, random weights); default: demo"
+    )
     parser.add_argument("--minutes", type=float, nargs="+", default=[10, 60])
     parser.add_argument("--fps", type=float, default=1.0, help="sampling rate of the long runs")
     parser.add_argument("--chunk-frames", type=int, default=32)
@@ -135,13 +138,21 @@ def main() -> None:
         return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sevila-long-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    model = args.model
+    if model in ("mid", "paper"):  # a preset with random weights (benchmarks.bench_inference), saved once
+        from benchmarks.bench_inference import build
+
+        saved = workdir / f"{model}-model"
+        if not (saved / "config.json").is_file():
+            build(model, "cpu").save_pretrained(saved)
+        model = str(saved)
     lines = []
     baseline = None
     for minutes in args.minutes:
         began = time.perf_counter()
         video = long_video(workdir / f"long-{minutes:g}min.mp4", minutes)
         print(f"{video.name}: {video.stat().st_size / 1e6:.1f} MB, made in {time.perf_counter() - began:.0f} s")
-        base = dict(model=args.model, video=str(video), chunk=args.chunk_frames, threads=args.threads)
+        base = dict(model=model, video=str(video), chunk=args.chunk_frames, threads=args.threads)
         runs = {}
         with tempfile.TemporaryDirectory() as cache:
             if baseline is None:
@@ -154,7 +165,7 @@ def main() -> None:
         split = r["split_first"]
         rates = {stage: r["frames"] / seconds for stage, seconds in split.items() if seconds > 0}
         line = (
-            f"SUMMARY {minutes:g} min at {args.fps:g} fps ({r['frames']} frames, chunks of {args.chunk_frames}): "
+            f"SUMMARY {args.model} {minutes:g} min at {args.fps:g} fps ({r['frames']} frames, chunks of {args.chunk_frames}): "
             f"decode {rates.get('decode', 0):.0f} frames/s, vision {rates.get('vision', 0):.0f} frames/s, "
             f"localizer scoring {rates.get('scoring', 0):.0f} frames/s; peak RSS {r['peak_rss_mb']:.0f} MB = "
             f"{r['peak_rss_mb'] / baseline['peak_rss_mb']:.2f}x the 32-frame run's {baseline['peak_rss_mb']:.0f} MB"

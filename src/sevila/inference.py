@@ -414,8 +414,11 @@ class VideoQA:
         plan, count = self._plan(path, *self._sampling(num_frames, fps), clip)
         if plan is not None:
             return streaming.concatenate(self._chunks(plan))
-        encoded = encode_video(self.model, path, count, clip, self.backend, self.cache)
-        return distinct_frames(encoded, count, clip, path)
+        return self._encoded(path, count, clip)
+
+    def _encoded(self, path: Path, count: int, clip) -> VideoFeatures:
+        """A short video's ``count`` frames, encoded at once (one cache entry), each frame once."""
+        return distinct_frames(encode_video(self.model, path, count, clip, self.backend, self.cache), count, clip, path)
 
     def predict_videos(
         self,
@@ -483,9 +486,7 @@ class VideoQA:
             path, clip = self._video(video, clip)
             plan, count = self._plan(path, *self._sampling(num_frames, fps), clip)
             if plan is None:
-                encoded = distinct_frames(
-                    encode_video(self.model, path, count, clip, self.backend, self.cache), count, clip, path
-                )
+                encoded = self._encoded(path, count, clip)
                 scores = localize_features(self.model, encoded, query)
             else:
                 found = streaming.scan(
@@ -566,9 +567,7 @@ class VideoQA:
                 _check_keyframes(keyframes, count)
             plan, count = self._plan(path, count, rate, clip)
             if plan is None:
-                encoded = distinct_frames(
-                    encode_video(self.model, path, count, clip, self.backend, self.cache), count, clip, path
-                )
+                encoded = self._encoded(path, count, clip)
             source = path
         if plan is not None and not use_localizer:
             raise ValueError(
