@@ -76,16 +76,7 @@ needs_demo = pytest.mark.skipif(
 )
 
 
-def _shipped_tokenizer_folds_case() -> bool:
-    path = DEMO_DIR / "model" / "tokenizer" / "tokenizer.json"
-    return path.is_file() and "Lowercase" in path.read_text()
-
-
 @needs_demo
-@pytest.mark.skipif(
-    not _shipped_tokenizer_folds_case(),
-    reason="the shipped demo model predates the case-folding tokenizer; re-ship it from a build (docs/demo.md)",
-)
 def test_the_shipped_model_answers_case_and_punctuation_variants_alike():
     from sevila.inference import VideoQA
 
@@ -94,7 +85,8 @@ def test_the_shipped_model_answers_case_and_punctuation_variants_alike():
     qa = VideoQA.load("demo", device="cpu", cache=False)
     video = qa.features(DEMO_DIR / example["video"])
     asked = qa.predict(video, question, options)
-    for variant in (question.lower(), question.upper().rstrip("?"), "  " + question.replace(" ", "  ") + " ?"):
+    # Case, runs of spaces and a space before the "?" change nothing; dropping the "?" would (it is a word).
+    for variant in (question.lower(), question.upper(), "  " + question.replace(" ", "  ").replace("?", " ?")):
         again = qa.predict(video, variant, [o.upper() for o in options])
         assert again.index == asked.index and again.keyframes == asked.keyframes, variant
         assert again.option_scores == pytest.approx(asked.option_scores, abs=1e-4), variant

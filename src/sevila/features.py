@@ -495,6 +495,29 @@ def _decode_what_decodes(reader, indices: Sequence[int], image_size: int) -> tup
     return (np.stack(frames) if frames else np.zeros((0, image_size, image_size, 3), np.uint8)), reason
 
 
+def _libc_malloc_trim():
+    """glibc's ``malloc_trim``, or None elsewhere (macOS, musl, Windows)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed inside the process back to the system. glibc keeps freed buffers of a few megabytes
+    (a chunk's frames and tokens) in its heap for reuse, and over an hour of chunks the heap fragments: without
+    this the process grew by about the size of every frame's tokens (a 60-minute video at 1 fps: 1.45x the
+    memory of a 32-frame question with the mid-size model, against 0.95x with it)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def encode_chunks(
     model: SeViLA,
     plan: VideoPlan,
@@ -541,6 +564,7 @@ def encode_chunks(
             for n, indices in enumerate(chunks):
                 done = pending.result()
                 pending = fetch(n + 1)
+                release_freed_memory()  # the previous chunk's frames and tokens are garbage by now
                 if isinstance(done, VideoFeatures):
                     bar.update(len(indices))
                     yield done

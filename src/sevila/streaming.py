@@ -144,14 +144,7 @@ def predict_scanned(
     keyframes = select_keyframes(frame_scores, num_keyframes)
     tokens = found.keyframe_tokens(keyframes).to(model.device)
     with torch.no_grad():
-        answer = model.answer(tokens, list(qa_prompts), num_options)
-    return Prediction(
-        option_scores=answer.option_scores,
-        prediction=answer.prediction,
-        keyframes=keyframes,
-        frame_scores=frame_scores,
-        first_token=answer.first_token,
-    )
+        return model.answer(tokens, list(qa_prompts), num_options).chained(keyframes, frame_scores)
 
 
 def concatenate(chunks: Iterable[VideoFeatures]) -> VideoFeatures:

@@ -34,6 +34,10 @@ class AnswerOutput:
     def prediction(self) -> torch.Tensor:
         return self.option_scores.argmax(dim=-1)
 
+    def chained(self, keyframes: torch.Tensor, frame_scores: torch.Tensor | None) -> Prediction:
+        """This answer as the end of the chain that chose its ``keyframes`` from ``frame_scores``."""
+        return Prediction(self.option_scores, self.prediction, keyframes, frame_scores, self.first_token)
+
 
 @dataclass
 class Prediction:

@@ -326,14 +326,7 @@ class SeViLA(
         else:
             keyframes = torch.arange(num_frames, device=features.answerer.device).expand(videos, -1)
         tokens = _gather_frames(features.answerer, keyframes)
-        answer = self.answer(tokens, qa_prompts, num_options)
-        return Prediction(
-            option_scores=answer.option_scores,
-            prediction=answer.prediction,
-            keyframes=keyframes,
-            frame_scores=frame_scores,
-            first_token=answer.first_token,
-        )
+        return self.answer(tokens, qa_prompts, num_options).chained(keyframes, frame_scores)
 
     # ------------------------------------------------------------------ training losses
     def pseudo_labels(
