@@ -512,8 +512,8 @@ _MALLOC_TRIM = _libc_malloc_trim()
 def release_freed_memory() -> None:
     """Hand memory freed inside the process back to the system. glibc keeps freed buffers of a few megabytes
     (a chunk's frames and tokens) in its heap for reuse, and over an hour of chunks the heap fragments: without
-    this the process grew by about the size of every frame's tokens (a 60-minute video at 1 fps: 1.45x the
-    memory of a 32-frame question with the mid-size model, against 0.95x with it)."""
+    this the process grows by about the size of every frame's tokens (the mid-size model over a 60-minute video
+    at 1 fps: 1.45x the peak memory of a 32-frame question, 1.33x with it; docs/long-videos.md)."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
 
