@@ -35,7 +35,7 @@ from sevila.loading import load_model
 from sevila.model import FrameFeatures, Precision, SeViLA
 from sevila.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD, frame_scores_to_moments
 from sevila.utils.batching import positions_by_key
-from sevila.video import VideoError, check_backend, check_clip, check_rate, check_video_file
+from sevila.video import VideoError, check_backend, check_clip, check_count_or_rate, check_rate, check_video_file
 
 DEFAULT_CHUNK_FRAMES = 32
 """Frames decoded and encoded at once on a long video: a 32-frame question's memory, whatever the length."""
@@ -308,8 +308,7 @@ class VideoQA:
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     ):
         self.model = model.eval()
-        if num_frames is not None and fps is not None:
-            raise ValueError("give num_frames (--frames) or fps (--fps), not both")
+        check_count_or_rate(num_frames, fps)
         # None means the model's; 0 or a negative number is an error, never silently the default.
         self.num_frames = _count(
             model.config.num_frames if num_frames is None else num_frames, "num_frames", "--frames"
@@ -350,8 +349,7 @@ class VideoQA:
             if kwargs.get(name) is not None:  # bad numbers and backends fail before the model is loaded, too
                 _count(kwargs[name], name, flag)
         if kwargs.get("fps") is not None:
-            if kwargs.get("num_frames") is not None:
-                raise ValueError("give num_frames (--frames) or fps (--fps), not both")
+            check_count_or_rate(kwargs.get("num_frames"), kwargs["fps"])
             check_rate(kwargs["fps"])
         elif kwargs.get("num_frames") is not None and kwargs.get("num_keyframes") is not None:
             _check_keyframes(kwargs["num_keyframes"], kwargs["num_frames"])
@@ -364,8 +362,7 @@ class VideoQA:
     # ------------------------------------------------------------------ video side
     def _sampling(self, num_frames: int | None, fps: float | None) -> tuple[int | None, float | None]:
         """(frame count, None) or (None, rate): a call's own choice, else the instance's."""
-        if num_frames is not None and fps is not None:
-            raise ValueError("give num_frames (--frames) or fps (--fps), not both")
+        check_count_or_rate(num_frames, fps)
         if num_frames is not None:
             return _count(num_frames, "num_frames", "--frames"), None
         if fps is not None:

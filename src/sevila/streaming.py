@@ -39,7 +39,7 @@ def plan_video(
     (`sevila.video.frames_at_rate`), within ``clip``. Each frame once, in time order; also returns how many
     frames the rule asked for (more than the plan holds when the video or window is shorter than that)."""
     if (num_frames is None) == (rate is None):
-        raise ValueError("give the number of frames or the sampling rate, not both")
+        raise ValueError("give exactly one of num_frames and rate")
     video_frames, fps = _frame_count_and_rate(Path(path), image_size, backend)
     if rate is not None:
         num_frames = frames_at_rate(video_frames, fps, rate, clip, source=path)

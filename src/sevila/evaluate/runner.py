@@ -63,7 +63,7 @@ from sevila.features import (
 from sevila.inference import QuestionItem, answer_batch, localize_features
 from sevila.model import SeViLA
 from sevila.moments import DEFAULT_SPAN_THRESHOLD, DEFAULT_THRESHOLD
-from sevila.video import VideoError, check_rate
+from sevila.video import VideoError, check_count_or_rate, check_rate
 
 logger = logging.getLogger(__name__)
 
@@ -175,9 +175,8 @@ def evaluate(
     if len(kinds) > 1:
         raise ValueError(f"{annotations}: mixes multiple-choice and moment records; evaluate them separately")
     is_moments = kinds == {"moment"}
+    check_count_or_rate(num_frames, fps)
     if fps is not None:
-        if num_frames is not None:
-            raise ValueError("give num_frames (--frames) or fps (--fps), not both")
         fps = check_rate(fps)
     else:
         num_frames = num_frames or model.config.num_frames

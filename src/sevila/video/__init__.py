@@ -16,6 +16,7 @@ from sevila.video.errors import BackendUnavailable, VideoError
 from sevila.video.sampling import (
     SAMPLINGS,
     check_clip,
+    check_count_or_rate,
     check_rate,
     frame_range,
     frames_at_rate,
@@ -35,6 +36,7 @@ __all__ = [
     "VideoError",
     "check_backend",
     "check_clip",
+    "check_count_or_rate",
     "check_rate",
     "check_video_file",
     "frame_range",

@@ -112,7 +112,7 @@ def load_video(
     `sevila.video.frames_at_rate` of the video or window.
     """
     if (num_frames is None) == (rate is None):
-        raise ValueError("give num_frames or rate, not both")
+        raise ValueError("give exactly one of num_frames and rate")
     if num_frames is not None and num_frames <= 0:
         raise ValueError(f"num_frames must be positive, got {num_frames}")
     with open_video(path, image_size, backend) as reader:

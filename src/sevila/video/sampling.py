@@ -101,6 +101,12 @@ def segment_bounds(start: int, end: int, n: int) -> np.ndarray:
     return np.linspace(start, end, n + 1).astype(int)
 
 
+def check_count_or_rate(num_frames: object, rate: object) -> None:
+    """A frame count and a sampling rate are two ways to say one thing: a `ValueError` when both are given."""
+    if num_frames is not None and rate is not None:
+        raise ValueError("give num_frames (--frames) or fps (--fps), not both")
+
+
 def check_rate(rate: object) -> float:
     """A sampling rate in frames per second: a finite number above 0, or a one-line `ValueError`."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
