@@ -97,6 +97,13 @@ class VideoFeatures:
 _file_hashes: dict[tuple[str, int, int], str] = {}
 
 
+def file_version(path: Path, info: os.stat_result | None = None) -> tuple[str, int, int]:
+    """What identifies a version of a file within a process, for memoising work on it: the resolved path,
+    the size and the modification time (``info``: its `os.stat` result when the caller has it)."""
+    info = info or path.stat()
+    return str(path.resolve()), info.st_size, info.st_mtime_ns
+
+
 def file_fingerprint(path: str | Path) -> str:
     """SHA-256 of the file's bytes (memoised per path, size and modification time within a process).
 
@@ -115,7 +122,7 @@ def file_fingerprint(path: str | Path) -> str:
             else "not a regular file"
         )
         raise ValueError(f"{kind}, not a video file")
-    memo = (str(path.resolve()), info.st_size, info.st_mtime_ns)
+    memo = file_version(path, info)
     if memo not in _file_hashes:
         digest = hashlib.sha256()
         with path.open("rb") as handle:
@@ -467,10 +474,6 @@ class VideoPlan:
     fps: float
     duration: float
 
-    @property
-    def timestamps(self) -> list[float]:
-        return [i / self.fps for i in self.indices]
-
 
 def _chunk_key(cache: FeatureCache, model: SeViLA, video_hash: str, indices: Sequence[int], backend: str) -> str:
     # A chunk's tokens depend on which frames it holds, not on the rule that chose them, so chunks of runs at
@@ -572,14 +575,10 @@ def encode_chunks(
                 frames, failure = done
                 kept = indices[: len(frames)]
                 if kept:
-                    pixels = normalize(frames, model.config.image_mean, model.config.image_std)[None]
-                    with torch.no_grad():
-                        features = model.encode_frames(pixels)
-                    encoded = VideoFeatures(features, kept, [i / plan.fps for i in kept], plan.fps, plan.duration)
-                    if cache is not None and failure is None:  # a partial chunk is not stored: the warning repeats
-                        cache.put(keys[n], encoded)
+                    key = keys[n] if failure is None else None  # a partial chunk is not stored: the warning repeats
+                    decoded = DecodedVideo(frames, kept, [i / plan.fps for i in kept], plan.fps, plan.duration, key)
                     bar.update(len(kept))
-                    yield encoded
+                    yield finish_video(model, decoded, cache)
                 if failure is not None:
                     lost = plan.indices[n * chunk_frames + len(kept) :]
                     if n == 0 and not kept:

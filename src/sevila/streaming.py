@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from sevila.features import VideoFeatures, VideoPlan
+from sevila.features import VideoFeatures, VideoPlan, file_version
 from sevila.model import FrameFeatures, Prediction, SeViLA, select_keyframes
 from sevila.model.sevila import SCORE_BLOCK_FRAMES
 from sevila.video import frames_at_rate, open_video, sample_indices
@@ -53,8 +53,7 @@ _frame_counts: dict[tuple, tuple[int, float]] = {}
 def _frame_count_and_rate(path: Path, image_size: int, backend: str) -> tuple[int, float]:
     """The video's frame count and average rate, memoised per file version within a process: opening a long
     video demuxes every packet (about a second an hour), which a second question need not repeat."""
-    info = path.stat()
-    memo = (str(path.resolve()), info.st_size, info.st_mtime_ns, backend)
+    memo = (*file_version(path), backend)
     if memo not in _frame_counts:
         with open_video(path, image_size, backend) as reader:
             _frame_counts[memo] = (reader.num_frames, reader.fps)
@@ -88,17 +87,18 @@ def scan(
     `SeViLA.predict` makes one per option count) and keep the answerer's tokens of each prompt's ``keep`` best
     frames so far (ties included, so the final top k is among them whatever the order of ties)."""
     result = Scan(scores=[[] for _ in prompt_groups])
-    pending: list[torch.Tensor] = []  # localizer tokens (frames, Q, D) not yet scored: less than one block
-    pending_frames = 0
+    pending: torch.Tensor | None = None  # localizer tokens (frames, Q, D) not yet scored: less than one block
+    scored = 0
 
     def score(block: torch.Tensor) -> None:
-        start = sum(part.shape[1] for part in result.scores[0]) if result.scores[0] else 0
+        nonlocal scored
         for group, prompts in enumerate(prompt_groups):
             tokens = block[None].expand(len(prompts), *block.shape)
             with torch.no_grad():
                 result.scores[group].append(model.frame_scores(tokens, list(prompts), with_no=with_no))
+        scored += block.shape[0]
         if keep:
-            _keep_candidates(result, keep, start + block.shape[0], with_no)
+            _keep_candidates(result, keep, scored, with_no)
 
     for chunk in chunks:
         if not result.indices:
@@ -109,15 +109,13 @@ def scan(
         if keep:
             for j, tokens in enumerate(chunk.features.answerer[0]):
                 result.answerer_tokens[offset + j] = tokens
-        pending.append(chunk.features.localizer[0])
-        pending_frames += chunk.features.localizer.shape[1]
-        while pending_frames >= SCORE_BLOCK_FRAMES:
-            tokens = torch.cat(pending)
-            score(tokens[:SCORE_BLOCK_FRAMES])
-            rest = tokens[SCORE_BLOCK_FRAMES:]
-            pending, pending_frames = [rest], rest.shape[0]
-    if pending_frames:
-        score(torch.cat(pending))
+        tokens = chunk.features.localizer[0]
+        pending = tokens if pending is None else torch.cat([pending, tokens])
+        while pending.shape[0] >= SCORE_BLOCK_FRAMES:
+            score(pending[:SCORE_BLOCK_FRAMES])
+            pending = pending[SCORE_BLOCK_FRAMES:]
+    if pending is not None and pending.shape[0]:
+        score(pending)
     result.scores = [torch.cat(parts, dim=1) for parts in result.scores]
     return result
 
