@@ -142,6 +142,8 @@ def test_one_line_refusals(model, long_video):
         qa.predict(long_video, QUESTION, OPTIONS[:4], fps=1, use_localizer=False)
     with pytest.raises(ValueError, match="--fps"):
         qa.localize(long_video, "a square", fps=0)
+    with pytest.raises(ValueError, match=r"chunk_frames \(--chunk-frames\) must be at least 1, got 0"):
+        VideoQA(model, chunk_frames=0)
 
 
 def test_the_command_line_samples_by_rate_and_streams(model, long_video, tmp_path, capsys):
